@@ -1,0 +1,313 @@
+/* module.c: the tornado_cgen._core module object.
+ *
+ * Owns: multi-phase initialisation (PEP 489), the shared part of the module
+ * state (imported asyncio/logging objects, interned strings), GC of the
+ * state, and the small helpers every part uses (finding the running loop,
+ * logging an exception the way Tornado does, calling in a context).  Each
+ * part's own types and objects are made by its tcg_<part>_exec().
+ */
+#include "tcg.h"
+
+#if PY_VERSION_HEX < 0x030B0000
+PyObject *
+tcg_compat_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
+{
+    PyObject *mro = type->tp_mro;
+    Py_ssize_t n = mro ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        PyObject *m = ((PyHeapTypeObject *)t)->ht_module;
+        if (m != NULL && PyModule_GetDef(m) == def) {
+            return m;
+        }
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "PyType_GetModuleByDef: No superclass of '%s' has the "
+                 "given module", type->tp_name);
+    return NULL;
+}
+#endif
+
+/* ---- shared helpers ---------------------------------------------------- */
+
+PyObject *
+tcg_running_loop(tcg_state *st)
+{
+    if (st->c.running_loop != NULL &&
+        st->c.running_thread == PyThread_get_thread_ident()) {
+        return st->c.running_loop;
+    }
+    PyObject *loop = PyObject_CallNoArgs(st->c.get_running_loop);
+    if (loop == NULL) {
+        return NULL;
+    }
+    /* The thread state keeps the running loop alive while it runs. */
+    Py_DECREF(loop);
+    if (loop == Py_None) {
+        return NULL;
+    }
+    return loop;
+}
+
+PyObject *
+tcg_get_event_loop(tcg_state *st)
+{
+    PyObject *loop = tcg_running_loop(st);
+    if (loop != NULL) {
+        return Py_NewRef(loop);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyObject_CallNoArgs(st->c.get_event_loop);
+}
+
+void
+tcg_log_current_exception(tcg_state *st, PyObject *logger, const char *msg,
+                          PyObject *arg)
+{
+    PyObject *exc_type, *exc, *tb;
+    PyErr_Fetch(&exc_type, &exc, &tb);
+    PyErr_NormalizeException(&exc_type, &exc, &tb);
+    if (exc == NULL) {
+        Py_XDECREF(exc_type);
+        Py_XDECREF(tb);
+        return;
+    }
+    if (tb != NULL) {
+        PyException_SetTraceback(exc, tb);
+    }
+    PyObject *res = NULL;
+    PyObject *pymsg = PyUnicode_FromString(msg);
+    if (pymsg != NULL) {
+        /* logger.error(msg[, arg], exc_info=exc) */
+        PyObject *args[4] = {logger, pymsg, arg, exc};
+        if (arg != NULL) {
+            res = PyObject_VectorcallMethod(
+                st->c.str_error, args,
+                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->c.kwnames_exc_info);
+        }
+        else {
+            args[2] = exc;
+            res = PyObject_VectorcallMethod(
+                st->c.str_error, args,
+                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->c.kwnames_exc_info);
+        }
+        Py_DECREF(pymsg);
+    }
+    if (res == NULL) {
+        PyErr_WriteUnraisable(logger);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(exc_type);
+    Py_XDECREF(exc);
+    Py_XDECREF(tb);
+}
+
+PyObject *
+tcg_call_in_context(PyObject *ctx, PyObject *fn, PyObject *arg)
+{
+    if (ctx == NULL) {
+        return arg ? PyObject_CallOneArg(fn, arg) : PyObject_CallNoArgs(fn);
+    }
+    if (PyContext_Enter(ctx) < 0) {
+        return NULL;
+    }
+    PyObject *res = arg ? PyObject_CallOneArg(fn, arg)
+                        : PyObject_CallNoArgs(fn);
+    if (PyContext_Exit(ctx) < 0) {
+        Py_XDECREF(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* ---- module init ------------------------------------------------------- */
+
+static PyObject *
+import_attr(const char *modname, const char *attr)
+{
+    PyObject *mod = PyImport_ImportModule(modname);
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_GetAttrString(mod, attr);
+    Py_DECREF(mod);
+    return res;
+}
+
+static PyObject *
+get_logger(const char *name)
+{
+    PyObject *getLogger = import_attr("logging", "getLogger");
+    if (getLogger == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_CallFunction(getLogger, "s", name);
+    Py_DECREF(getLogger);
+    return res;
+}
+
+#define INTERN(field, text)                                         \
+    do {                                                            \
+        if ((st->c.field = PyUnicode_InternFromString(text)) == NULL) \
+            return -1;                                              \
+    } while (0)
+
+static int
+common_exec(PyObject *m, tcg_state *st)
+{
+    tcg_common_state *c = &st->c;
+    if ((c->asyncio = PyImport_ImportModule("asyncio")) == NULL ||
+        (c->CancelledError =
+             PyObject_GetAttrString(c->asyncio, "CancelledError")) == NULL ||
+        (c->InvalidStateError =
+             PyObject_GetAttrString(c->asyncio, "InvalidStateError")) == NULL ||
+        (c->get_running_loop =
+             PyObject_GetAttrString(c->asyncio, "_get_running_loop")) == NULL ||
+        (c->asyncio_logger = get_logger("asyncio")) == NULL ||
+        (c->app_log = get_logger("tornado.application")) == NULL ||
+        (c->copy_context = import_attr("contextvars", "copy_context")) == NULL ||
+        (c->empty_tuple = PyTuple_New(0)) == NULL) {
+        return -1;
+    }
+    /* asyncio.Future() uses the private events._get_event_loop (it warns
+     * with the right stack level); fall back to the public name. */
+    c->get_event_loop = import_attr("asyncio.events", "_get_event_loop");
+    if (c->get_event_loop == NULL) {
+        PyErr_Clear();
+        c->get_event_loop = PyObject_GetAttrString(c->asyncio, "get_event_loop");
+        if (c->get_event_loop == NULL) {
+            return -1;
+        }
+    }
+    INTERN(str_call_soon, "call_soon");
+    INTERN(str_call_exception_handler, "call_exception_handler");
+    INTERN(str_get_debug, "get_debug");
+    INTERN(str_context, "context");
+    INTERN(str_error, "error");
+    INTERN(str_exc_info, "exc_info");
+    INTERN(str_message, "message");
+    INTERN(str_exception, "exception");
+    INTERN(str_future, "future");
+    INTERN(str_source_traceback, "source_traceback");
+    if ((c->kwnames_context = PyTuple_Pack(1, c->str_context)) == NULL ||
+        (c->kwnames_exc_info = PyTuple_Pack(1, c->str_exc_info)) == NULL) {
+        return -1;
+    }
+    c->running_loop = NULL;
+    c->running_thread = 0;
+    (void)m;
+    return 0;
+}
+
+static int
+common_traverse(tcg_common_state *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->asyncio);
+    Py_VISIT(c->CancelledError);
+    Py_VISIT(c->InvalidStateError);
+    Py_VISIT(c->get_running_loop);
+    Py_VISIT(c->get_event_loop);
+    Py_VISIT(c->asyncio_logger);
+    Py_VISIT(c->app_log);
+    Py_VISIT(c->copy_context);
+    /* interned strings and tuples of them hold no cycles */
+    return 0;
+}
+
+static void
+common_clear(tcg_common_state *c)
+{
+    Py_CLEAR(c->asyncio);
+    Py_CLEAR(c->CancelledError);
+    Py_CLEAR(c->InvalidStateError);
+    Py_CLEAR(c->get_running_loop);
+    Py_CLEAR(c->get_event_loop);
+    Py_CLEAR(c->asyncio_logger);
+    Py_CLEAR(c->app_log);
+    Py_CLEAR(c->copy_context);
+    Py_CLEAR(c->empty_tuple);
+    Py_CLEAR(c->str_call_soon);
+    Py_CLEAR(c->str_call_exception_handler);
+    Py_CLEAR(c->str_get_debug);
+    Py_CLEAR(c->str_context);
+    Py_CLEAR(c->kwnames_context);
+    Py_CLEAR(c->str_error);
+    Py_CLEAR(c->str_exc_info);
+    Py_CLEAR(c->kwnames_exc_info);
+    Py_CLEAR(c->str_message);
+    Py_CLEAR(c->str_exception);
+    Py_CLEAR(c->str_future);
+    Py_CLEAR(c->str_source_traceback);
+    c->running_loop = NULL;
+}
+
+static int
+module_exec(PyObject *m)
+{
+    tcg_state *st = tcg_state_from_module(m);
+    if (common_exec(m, st) < 0 ||
+        tcg_future_exec(m, st) < 0 ||
+        tcg_loop_exec(m, st) < 0 ||
+        tcg_runner_exec(m, st) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    tcg_state *st = tcg_state_from_module(m);
+    int r;
+    if ((r = common_traverse(&st->c, visit, arg)) != 0 ||
+        (r = tcg_future_traverse(st, visit, arg)) != 0 ||
+        (r = tcg_loop_traverse(st, visit, arg)) != 0 ||
+        (r = tcg_runner_traverse(st, visit, arg)) != 0) {
+        return r;
+    }
+    return 0;
+}
+
+static int
+module_clear(PyObject *m)
+{
+    tcg_state *st = tcg_state_from_module(m);
+    tcg_runner_clear(st);
+    tcg_loop_clear(st);
+    tcg_future_clear(st);
+    common_clear(&st->c);
+    return 0;
+}
+
+static void
+module_free(void *m)
+{
+    module_clear((PyObject *)m);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+PyModuleDef tcg_moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tornado_cgen._core",
+    .m_doc = "The C core of tornado-cgen: Future, Runner and event loop.",
+    .m_size = sizeof(tcg_state),
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModuleDef_Init(&tcg_moduledef);
+}

@@ -1,0 +1,128 @@
+/* tcg.h: what every file of tornado_cgen._core shares.
+ *
+ * Owns: the module state struct (one per module object; no C globals), the
+ * small compatibility layer for CPython 3.10 to 3.13 headers, and the helpers
+ * that find the module state from a type or a module.
+ *
+ * Each part of the extension (future.c, runner.c, loop.c, ...) declares its
+ * own slice of the state in its own header, included below, and exports
+ * three functions that module.c calls: tcg_<part>_exec (create types, fill
+ * the slice), tcg_<part>_traverse and tcg_<part>_clear.
+ */
+#ifndef TCG_H
+#define TCG_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+#  error "tornado-cgen needs CPython 3.10 or newer"
+#endif
+
+/* ---- compatibility ----------------------------------------------------- */
+
+#if PY_VERSION_HEX < 0x030B0000
+/* 3.10 has PyType_GetModule but not PyType_GetModuleByDef. */
+PyObject *tcg_compat_GetModuleByDef(PyTypeObject *type, PyModuleDef *def);
+#  define PyType_GetModuleByDef tcg_compat_GetModuleByDef
+#endif
+
+/* Branch hints for the hot paths. */
+#define TCG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TCG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- module state ------------------------------------------------------ */
+
+typedef struct tcg_state tcg_state;
+
+/* Objects and strings used by more than one part. */
+typedef struct {
+    PyObject *asyncio;            /* the asyncio package */
+    PyObject *CancelledError;     /* asyncio.CancelledError */
+    PyObject *InvalidStateError;  /* asyncio.InvalidStateError */
+    PyObject *get_running_loop;   /* asyncio._get_running_loop (None if none) */
+    PyObject *get_event_loop;     /* asyncio.events._get_event_loop */
+    PyObject *asyncio_logger;     /* logging.getLogger("asyncio") */
+    PyObject *app_log;            /* logging.getLogger("tornado.application") */
+    PyObject *copy_context;       /* contextvars.copy_context */
+    PyObject *empty_tuple;
+
+    /* Interned attribute and keyword names. */
+    PyObject *str_call_soon;
+    PyObject *str_call_exception_handler;
+    PyObject *str_get_debug;
+    PyObject *str_context;        /* also the 1-tuple kwnames below */
+    PyObject *kwnames_context;    /* ("context",) */
+    PyObject *str_error;
+    PyObject *str_exc_info;
+    PyObject *kwnames_exc_info;   /* ("exc_info",) */
+    PyObject *str_message;
+    PyObject *str_exception;
+    PyObject *str_future;
+    PyObject *str_source_traceback;
+
+    /* A one-entry cache of the running loop: set by our own loop while it
+     * runs on `running_thread`.  Borrowed; the loop clears it on exit.
+     * Anything else (other threads, other loops) takes the slow path. */
+    PyObject *running_loop;
+    unsigned long running_thread;
+} tcg_common_state;
+
+#include "future.h"
+#include "runner.h"
+#include "loop.h"
+
+struct tcg_state {
+    tcg_common_state c;
+    tcg_future_state fut;
+    tcg_runner_state run;
+    tcg_loop_state loop;
+};
+
+extern PyModuleDef tcg_moduledef;
+
+static inline tcg_state *
+tcg_state_from_module(PyObject *module)
+{
+    return (tcg_state *)PyModule_GetState(module);
+}
+
+/* The state of the module that defined `type` or one of its bases. */
+static inline tcg_state *
+tcg_state_from_type(PyTypeObject *type)
+{
+    PyObject *mod = PyType_GetModuleByDef(type, &tcg_moduledef);
+    if (mod == NULL) {
+        return NULL;
+    }
+    return tcg_state_from_module(mod);
+}
+
+/* For METH_METHOD functions: `cls` is the defining class, a heap type of
+ * ours, so this is a field read. */
+static inline tcg_state *
+tcg_state_from_cls(PyTypeObject *cls)
+{
+    return (tcg_state *)PyType_GetModuleState(cls);
+}
+
+/* Returns a borrowed reference to the running loop, or NULL with no
+ * exception set if none runs in this thread, or NULL with an exception. */
+PyObject *tcg_running_loop(tcg_state *st);
+
+/* Returns a new reference to the running loop, else the thread's current
+ * loop as asyncio.Future() would find it (may raise RuntimeError). */
+PyObject *tcg_get_event_loop(tcg_state *st);
+
+/* Log the current exception (which is cleared) through `logger.error(msg,
+ * exc_info=True)`; `msg` is used as a %-format with `arg` when arg is not
+ * NULL.  Never raises: a failure to log is written as unraisable. */
+void tcg_log_current_exception(tcg_state *st, PyObject *logger,
+                               const char *msg, PyObject *arg);
+
+/* Call fn(arg) in `ctx` (may be NULL: the current context). New reference. */
+PyObject *tcg_call_in_context(PyObject *ctx, PyObject *fn, PyObject *arg);
+
+#endif /* TCG_H */

@@ -1,0 +1,14 @@
+"""tornado-cgen: Tornado's coroutine machinery (gen, Future, IOLoop) in C.
+
+Standalone use::
+
+    from tornado_cgen import gen, ioloop, concurrent
+
+The C extension ``tornado_cgen._core`` is required; there is no pure-Python
+fallback.
+"""
+from . import _core  # noqa: F401  (fails loudly if the extension is missing)
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
