@@ -122,10 +122,25 @@ def chain_future(a, b) -> None:
     if isinstance(a, (Future, asyncio.Future)):
         future_add_done_callback(a, copy)
     else:
-        # concurrent.futures.Future: hop to the loop thread.
-        from .ioloop import IOLoop
+        # concurrent.futures.Future: its callbacks run on the executor's
+        # thread, so hop to the current loop's thread first (Tornado does
+        # this through IOLoop.current().add_future).
+        loop = _current_loop()
 
-        IOLoop.current().add_future(a, copy)
+        def hop(a) -> None:
+            try:
+                loop.call_soon_threadsafe(copy, a)
+            except RuntimeError:
+                pass  # the loop was closed: as IOLoop.add_callback, drop it
+
+        a.add_done_callback(hop)
+
+
+def _current_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.get_event_loop_policy().get_event_loop()
 
 
 def future_set_result_unless_cancelled(future, value: Any) -> None:
