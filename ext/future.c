@@ -157,14 +157,29 @@ future_record_source_traceback(tcg_state *st, tcg_FutureObject *fut)
 static int
 future_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"loop", NULL};
-    PyObject *loop = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:Future", kwlist, &loop)) {
-        return -1;
-    }
     tcg_state *st = tcg_state_from_type(Py_TYPE(self));
     if (st == NULL) {
         return -1;
+    }
+    /* The only argument is keyword-only `loop`; parsed by hand because
+     * PyArg_ParseTupleAndKeywords costs a third of the constructor. */
+    PyObject *loop = Py_None;
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "Future() takes no positional arguments (%zd given)",
+                     PyTuple_GET_SIZE(args));
+        return -1;
+    }
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        loop = PyDict_GetItemWithError(kwds, st->fut.str_loop);
+        if (loop == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        if (loop == NULL || PyDict_GET_SIZE(kwds) != 1) {
+            PyErr_SetString(PyExc_TypeError,
+                            "Future() takes only the keyword argument 'loop'");
+            return -1;
+        }
     }
     tcg_FutureObject *fut = (tcg_FutureObject *)self;
     future_reset(fut);
@@ -395,32 +410,33 @@ tcg_future_add_done_callback(tcg_state *st, tcg_FutureObject *fut,
     tcg_state *st = tcg_state_from_cls(cls)
 
 static PyObject *
-Future_result(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-              Py_ssize_t nargs, PyObject *kwnames)
+Future_result(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (nargs || kwnames) {
-        PyErr_SetString(PyExc_TypeError, "result() takes no arguments");
+    tcg_FutureObject *fut = (tcg_FutureObject *)self;
+    if (TCG_LIKELY(fut->status == TCG_FUT_FINISHED && fut->exception == NULL)) {
+        fut->log_tb = 0;
+        return Py_NewRef(fut->result);
+    }
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
         return NULL;
     }
-    STATE_FROM_CLS(cls, st);
-    return tcg_future_result(st, (tcg_FutureObject *)self);
+    return tcg_future_result(st, fut);
 }
 
 static PyObject *
-Future_exception(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                 Py_ssize_t nargs, PyObject *kwnames)
+Future_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (nargs || kwnames) {
-        PyErr_SetString(PyExc_TypeError, "exception() takes no arguments");
-        return NULL;
-    }
-    STATE_FROM_CLS(cls, st);
     tcg_FutureObject *fut = (tcg_FutureObject *)self;
-    if (fut->status == TCG_FUT_CANCELLED) {
-        future_raise_cancelled(st, fut);
-        return NULL;
-    }
     if (fut->status != TCG_FUT_FINISHED) {
+        tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+        if (st == NULL) {
+            return NULL;
+        }
+        if (fut->status == TCG_FUT_CANCELLED) {
+            future_raise_cancelled(st, fut);
+            return NULL;
+        }
         PyErr_SetString(st->c.InvalidStateError, "Exception is not set.");
         return NULL;
     }
@@ -429,32 +445,22 @@ Future_exception(PyObject *self, PyTypeObject *cls, PyObject *const *args,
 }
 
 static PyObject *
-Future_set_result(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                  Py_ssize_t nargs, PyObject *kwnames)
+Future_set_result(PyObject *self, PyObject *arg)
 {
-    if (nargs != 1 || kwnames) {
-        PyErr_SetString(PyExc_TypeError,
-                        "set_result() takes exactly one argument");
-        return NULL;
-    }
-    STATE_FROM_CLS(cls, st);
-    if (tcg_future_set_result(st, (tcg_FutureObject *)self, args[0]) < 0) {
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL ||
+        tcg_future_set_result(st, (tcg_FutureObject *)self, arg) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *
-Future_set_exception(PyObject *self, PyTypeObject *cls, PyObject *const *args,
-                     Py_ssize_t nargs, PyObject *kwnames)
+Future_set_exception(PyObject *self, PyObject *arg)
 {
-    if (nargs != 1 || kwnames) {
-        PyErr_SetString(PyExc_TypeError,
-                        "set_exception() takes exactly one argument");
-        return NULL;
-    }
-    STATE_FROM_CLS(cls, st);
-    if (tcg_future_set_exception(st, (tcg_FutureObject *)self, args[0]) < 0) {
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL ||
+        tcg_future_set_exception(st, (tcg_FutureObject *)self, arg) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1020,14 +1026,13 @@ future_dealloc(PyObject *self)
 #define METH_CLS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
 
 static PyMethodDef Future_methods[] = {
-    {"result", (PyCFunction)(void (*)(void))Future_result, METH_CLS,
+    {"result", Future_result, METH_NOARGS,
      "Return the result, or raise the exception, of a done future."},
-    {"exception", (PyCFunction)(void (*)(void))Future_exception, METH_CLS,
+    {"exception", Future_exception, METH_NOARGS,
      "Return the exception (or None) of a done future."},
-    {"set_result", (PyCFunction)(void (*)(void))Future_set_result, METH_CLS,
+    {"set_result", Future_set_result, METH_O,
      "Mark the future done with a result and schedule its callbacks."},
-    {"set_exception", (PyCFunction)(void (*)(void))Future_set_exception,
-     METH_CLS,
+    {"set_exception", Future_set_exception, METH_O,
      "Mark the future done with an exception and schedule its callbacks."},
     {"cancel", (PyCFunction)(void (*)(void))Future_cancel, METH_CLS,
      "cancel(msg=None): cancel a pending future; True if it was pending."},
@@ -1343,6 +1348,7 @@ tcg_future_exec(PyObject *m, tcg_state *st)
                                             "_future_repr_info")) == NULL ||
         (fs->extract_stack = import_attr("asyncio.format_helpers",
                                          "extract_stack")) == NULL ||
+        (fs->str_loop = PyUnicode_InternFromString("loop")) == NULL ||
         (fs->str_pending = PyUnicode_InternFromString("PENDING")) == NULL ||
         (fs->str_cancelled = PyUnicode_InternFromString("CANCELLED")) == NULL ||
         (fs->str_finished = PyUnicode_InternFromString("FINISHED")) == NULL) {
@@ -1372,6 +1378,7 @@ tcg_future_clear(tcg_state *st)
     Py_CLEAR(fs->future_repr);
     Py_CLEAR(fs->future_repr_info);
     Py_CLEAR(fs->extract_stack);
+    Py_CLEAR(fs->str_loop);
     Py_CLEAR(fs->str_pending);
     Py_CLEAR(fs->str_cancelled);
     Py_CLEAR(fs->str_finished);

@@ -39,6 +39,7 @@ typedef struct {
     PyObject *future_repr;        /* asyncio.base_futures._future_repr */
     PyObject *future_repr_info;   /* asyncio.base_futures._future_repr_info */
     PyObject *extract_stack;      /* asyncio.format_helpers.extract_stack */
+    PyObject *str_loop;           /* "loop" */
     PyObject *str_pending;        /* "PENDING" */
     PyObject *str_cancelled;      /* "CANCELLED" */
     PyObject *str_finished;       /* "FINISHED" */
