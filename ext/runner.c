@@ -1,27 +1,1729 @@
 /* runner.c: the coroutine Runner that drives @gen.coroutine generators.
  *
- * Not written yet: this file only registers its (empty) slice of the
- * module state.
+ * Owns: the Coroutine type (the callable gen.coroutine(func) returns), the
+ * Runner type (one per coroutine that suspends), the yield dispatcher
+ * (what a yielded object means: done future, pending future, moment, list
+ * or dict, awaitable, anything through gen.convert_yielded), multi() with
+ * its MultiWaiter type, and the runner's slice of the module state.
+ *
+ * How a call goes:
+ *   1. Coroutine.__call__ makes the result future and copies the context
+ *      once, enters it and calls the function; a generator is then driven
+ *      by drive() straight away, on the C stack, with no Runner object.
+ *   2. drive() sends and throws into the generator and resolves what it
+ *      yields in a loop: done futures (ours read from the struct) resume
+ *      it synchronously.  Only when it must wait does it move the
+ *      generator into a Runner, register the Runner itself as the done
+ *      callback of what it waits on (a wakeup allocates nothing), and
+ *      return.
+ *   3. The Runner is the result future's first done callback while it is
+ *      suspended: the future keeps it alive (Tornado #1769) and drops it,
+ *      breaking the cycle, when the coroutine finishes.  A call of the
+ *      Runner with any object but the one it waits for (the result future
+ *      being cancelled, say) is ignored.
+ *
+ * Exceptions are thrown in with one-argument throw() from C: nothing is
+ * being handled here, so they get no stray __context__, and they keep
+ * their tracebacks.
  */
 #include "tcg.h"
+#include <stddef.h>
+#include <structmember.h>   /* T_PYSSIZET, READONLY on 3.10 and 3.11 */
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* The current exception, normalised, with its traceback attached: a new
+ * reference (never NULL when an exception is set). */
+static PyObject *
+fetch_exc(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Raise `exc` (an exception instance; the reference is stolen). */
+static void
+restore_exc(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
+/* Everything here needs the objects tornado_cgen.gen registers. */
+static int
+gen_not_ready(tcg_state *st)
+{
+    if (TCG_UNLIKELY(st->run.Return == NULL)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "tornado_cgen.gen is not imported yet");
+        return 1;
+    }
+    return 0;
+}
+
+static inline int
+is_exact_aio_future(tcg_state *st, PyObject *op)
+{
+    PyObject *tp = (PyObject *)Py_TYPE(op);
+    return tp == st->run.AioFutureType || tp == st->run.AioTaskType;
+}
+
+/* Futures that take add_done_callback(fn, context=ctx). */
+static int
+takes_context(tcg_state *st, PyObject *op)
+{
+    return tcg_Future_Check(st, op) ||
+           PyObject_TypeCheck(op, (PyTypeObject *)st->run.AioFutureType);
+}
+
+/* obj.name() with no arguments. */
+static inline PyObject *
+call_method0(PyObject *obj, PyObject *name)
+{
+    return PyObject_VectorcallMethod(name, &obj,
+                                     1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static inline PyObject *
+call_method1(PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *args[2] = {obj, arg};
+    return PyObject_VectorcallMethod(name, args,
+                                     2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* The value a StopIteration or gen.Return carries, as Tornado reads it:
+ * `.value`, else `.args[0]`, else None.  New reference. */
+static PyObject *
+value_from_stop(tcg_state *st, PyObject *exc)
+{
+    if (PyErr_GivenExceptionMatches(exc, PyExc_StopIteration)) {
+        return Py_NewRef(((PyStopIterationObject *)exc)->value);
+    }
+    PyObject *v = PyObject_GetAttr(exc, st->run.str_value);
+    if (v != NULL) {
+        return v;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return NULL;
+    }
+    PyErr_Clear();
+    PyObject *args = ((PyBaseExceptionObject *)exc)->args;
+    if (args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0) {
+        return Py_NewRef(PyTuple_GET_ITEM(args, 0));
+    }
+    Py_RETURN_NONE;
+}
+
+/* Send `value` or throw `exc` (exactly one is non-NULL) into `gen`.
+ * Returns like PyIter_Send: on PYGEN_RETURN *out is the return value, on
+ * PYGEN_ERROR an exception is set. */
+static PySendResult
+gen_resume(tcg_state *st, PyObject *gen, PyObject *value, PyObject *exc,
+           PyObject **out)
+{
+    if (exc == NULL) {
+        return PyIter_Send(gen, value, out);
+    }
+    PyObject *res = call_method1(gen, st->run.str_throw, exc);
+    if (res != NULL) {
+        *out = res;
+        return PYGEN_NEXT;
+    }
+    *out = NULL;
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *stop = fetch_exc();
+        *out = value_from_stop(st, stop);
+        Py_DECREF(stop);
+        return *out != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    return PYGEN_ERROR;
+}
+
+/* The running loop, else the current one (new reference, or NULL with an
+ * exception set). */
+static PyObject *
+current_loop(tcg_state *st)
+{
+    PyObject *loop = tcg_running_loop(st);
+    if (loop != NULL) {
+        return Py_NewRef(loop);
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return tcg_get_event_loop(st);
+}
+
+/* ---- result futures ----------------------------------------------------- *
+ * Our exact Future is handled through its struct; anything else (an
+ * install()ed factory's asyncio.Future) through its methods. */
+
+static PyObject *
+result_future_new(tcg_state *st)
+{
+    if (st->run.future_factory != NULL) {
+        return PyObject_CallNoArgs(st->run.future_factory);
+    }
+    return (PyObject *)tcg_future_new(st, NULL);
+}
+
+/* 1 if the future can still take an outcome, 0 if it was cancelled. */
+static int
+result_future_open(tcg_state *st, PyObject *fut)
+{
+    if (tcg_Future_CheckExact(st, fut)) {
+        return ((tcg_FutureObject *)fut)->status == TCG_FUT_PENDING;
+    }
+    PyObject *c = call_method0(fut, st->run.str_cancelled);
+    if (c == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(c);
+    Py_DECREF(c);
+    return r < 0 ? -1 : !r;
+}
+
+/* Make `runner` the future's keep-alive done callback. */
+static int
+result_future_hold(tcg_state *st, PyObject *fut, PyObject *runner,
+                   PyObject *ctx)
+{
+    if (tcg_Future_CheckExact(st, fut)) {
+        return tcg_future_add_done_callback(st, (tcg_FutureObject *)fut,
+                                            runner, ctx);
+    }
+    PyObject *r = call_method1(fut, st->run.str_add_done_callback, runner);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Drop the keep-alive again.  The caller holds its own reference to the
+ * runner: this may release the future's. */
+static int
+result_future_release(tcg_state *st, PyObject *fut, PyObject *runner)
+{
+    if (tcg_Future_CheckExact(st, fut)) {
+        tcg_FutureObject *f = (tcg_FutureObject *)fut;
+        if (f->callback0 == runner) {
+            Py_CLEAR(f->context0);
+            Py_CLEAR(f->callback0);
+        }
+        return 0;
+    }
+    PyObject *r = call_method1(fut, st->run.str_remove_done_callback, runner);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static int
+result_future_set_result(tcg_state *st, PyObject *fut, PyObject *value)
+{
+    int open = result_future_open(st, fut);
+    if (open <= 0) {
+        return open;   /* cancelled: the outcome is dropped */
+    }
+    if (tcg_Future_CheckExact(st, fut)) {
+        return tcg_future_set_result(st, (tcg_FutureObject *)fut, value);
+    }
+    PyObject *r = call_method1(fut, st->run.str_set_result, value);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Sets `exc` (borrowed) on the future, or logs it if the future was
+ * cancelled ("Exception after Future was cancelled", as Tornado). */
+static int
+result_future_set_exception(tcg_state *st, PyObject *fut, PyObject *exc)
+{
+    int open = result_future_open(st, fut);
+    if (open < 0) {
+        return -1;
+    }
+    if (!open) {
+        restore_exc(Py_NewRef(exc));
+        tcg_log_current_exception(st, st->c.app_log,
+                                  "Exception after Future was cancelled",
+                                  NULL);
+        return 0;
+    }
+    if (tcg_Future_CheckExact(st, fut)) {
+        return tcg_future_set_exception(st, (tcg_FutureObject *)fut, exc);
+    }
+    PyObject *r = call_method1(fut, st->run.str_set_exception, exc);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static int
+result_future_cancel(tcg_state *st, PyObject *fut)
+{
+    if (tcg_Future_CheckExact(st, fut)) {
+        return tcg_future_cancel(st, (tcg_FutureObject *)fut, NULL) < 0 ? -1
+                                                                        : 0;
+    }
+    PyObject *r = call_method0(fut, st->run.str_cancel);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* ---- yielded futures ---------------------------------------------------- */
+
+/* 1 if the future (or moment) is done, 0 if not, -1 on error. */
+static int
+future_is_done(tcg_state *st, PyObject *f)
+{
+    if (tcg_Future_CheckExact(st, f)) {
+        return ((tcg_FutureObject *)f)->status != TCG_FUT_PENDING;
+    }
+    if (f == st->run.moment || f == st->run.null_future) {
+        return 1;
+    }
+    PyObject *d = call_method0(f, st->run.str_done);
+    if (d == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(d);
+    Py_DECREF(d);
+    return r;
+}
+
+/* The result of a done future: a new reference, or NULL with its
+ * exception (or CancelledError) set. */
+static PyObject *
+future_get_result(tcg_state *st, PyObject *f)
+{
+    if (tcg_Future_CheckExact(st, f)) {
+        return tcg_future_result(st, (tcg_FutureObject *)f);
+    }
+    if (f == st->run.moment || f == st->run.null_future) {
+        Py_RETURN_NONE;
+    }
+    return call_method0(f, st->run.str_result);
+}
+
+/* A concurrent.futures.Future resumes us on the loop thread: wrap it in an
+ * asyncio future of the running loop.  Other objects pass through.  New
+ * reference. */
+static PyObject *
+wrap_if_concurrent(tcg_state *st, PyObject *f)
+{
+    if (!tcg_Future_CheckExact(st, f) && !is_exact_aio_future(st, f) &&
+        f != st->run.moment && f != st->run.null_future) {
+        int r = PyObject_IsInstance(f, st->run.ConcurrentFutureType);
+        if (r < 0) {
+            return NULL;
+        }
+        if (r) {
+            return PyObject_CallOneArg(st->run.wrap_concurrent, f);
+        }
+    }
+    return Py_NewRef(f);
+}
+
+/* `yield native_coroutine` on a running loop: loop.create_task(coro), in
+ * the current (the coroutine's) context.  Returns NULL without an
+ * exception when no loop runs: the caller then asks convert_yielded. */
+static PyObject *
+wrap_native_coroutine(tcg_state *st, PyObject *coro)
+{
+    PyObject *loop = tcg_running_loop(st);
+    if (loop == NULL) {
+        return NULL;
+    }
+    Py_INCREF(loop);
+    PyObject *task = call_method1(loop, st->run.str_create_task, coro);
+    Py_DECREF(loop);
+    return task;
+}
+
+/* What gen.convert_yielded makes of `y`, for anything that is not on a
+ * fast path, made ready to wait on.  New reference or NULL. */
+static PyObject *
+convert_slow(tcg_state *st, PyObject *y)
+{
+    PyObject *conv = NULL;
+    if (PyCoro_CheckExact(y)) {
+        conv = wrap_native_coroutine(st, y);
+        if (conv == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (conv == NULL) {
+        conv = PyObject_CallOneArg(st->run.convert_yielded, y);
+        if (conv == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *res = wrap_if_concurrent(st, conv);
+    Py_DECREF(conv);
+    return res;
+}
+
+/* ---- multi -------------------------------------------------------------- */
+
+enum { MULTI_DONE = 0, MULTI_FAILED = 1, MULTI_PENDING = 2 };
+
+static int multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
+                         PyObject **out);
+
+/* A Future (ours) already holding the outcome of a multi_collect() that
+ * did not pend: `rc` MULTI_DONE with `value`, or MULTI_FAILED with the
+ * exception set. */
+static PyObject *
+done_future_from(tcg_state *st, int rc, PyObject *value)
+{
+    tcg_FutureObject *fut = tcg_future_new(st, NULL);
+    if (fut == NULL) {
+        return NULL;
+    }
+    int r;
+    if (rc == MULTI_DONE) {
+        r = tcg_future_set_result(st, fut, value);
+    }
+    else {
+        PyObject *exc = fetch_exc();
+        r = tcg_future_set_exception(st, fut, exc);
+        Py_DECREF(exc);
+    }
+    if (r < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return (PyObject *)fut;
+}
+
+/* One child of a multi, converted to something with a result: a future
+ * or moment.  New reference or NULL. */
+static PyObject *
+multi_convert_child(tcg_state *st, PyObject *c)
+{
+    if (tcg_Future_CheckExact(st, c) || is_exact_aio_future(st, c) ||
+        c == st->run.moment || c == st->run.null_future) {
+        return Py_NewRef(c);
+    }
+    if (c == Py_None) {
+        return Py_NewRef(st->run.moment);   /* done, no loop trip */
+    }
+    if (PyList_Check(c) || PyDict_Check(c)) {
+        /* Nested: its own multi with no quiet exceptions, as Tornado. */
+        PyObject *out = NULL;
+        int rc = multi_collect(st, c, st->c.empty_tuple, &out);
+        if (rc < 0) {
+            return NULL;
+        }
+        if (rc == MULTI_PENDING) {
+            return out;
+        }
+        PyObject *fut = done_future_from(st, rc, out);
+        Py_XDECREF(out);
+        return fut;
+    }
+    return convert_slow(st, c);
+}
+
+/* All children are done: their results in input order, the first failure
+ * raised, the later ones logged unless quiet (CancelledError always is).
+ * Returns MULTI_DONE with *out, MULTI_FAILED with the exception set, or
+ * -1 when something other than an Exception escaped a result(). */
+static int
+multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
+              PyObject **out)
+{
+    Py_ssize_t n = PyList_GET_SIZE(futs);
+    PyObject *first_exc = NULL;
+    PyObject *results = PyList_New(n);
+    if (results == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* Strong: a result() call may run code that mutates the list. */
+        PyObject *f = Py_NewRef(PyList_GET_ITEM(futs, i));
+        PyObject *r = future_get_result(st, f);
+        Py_DECREF(f);
+        if (r != NULL) {
+            PyList_SET_ITEM(results, i, r);
+            continue;
+        }
+        PyList_SET_ITEM(results, i, Py_NewRef(Py_None));
+        int cancelled = PyErr_ExceptionMatches(st->c.CancelledError);
+        if (!cancelled && !PyErr_ExceptionMatches(PyExc_Exception)) {
+            goto error;
+        }
+        if (first_exc == NULL) {
+            first_exc = fetch_exc();
+            continue;
+        }
+        PyObject *exc = fetch_exc();
+        int quiet_one = cancelled;
+        if (!quiet_one) {
+            quiet_one = PyObject_IsInstance(exc, quiet);
+            if (quiet_one < 0) {
+                Py_DECREF(exc);
+                goto error;
+            }
+        }
+        if (quiet_one) {
+            Py_DECREF(exc);
+        }
+        else {
+            restore_exc(exc);
+            tcg_log_current_exception(st, st->c.app_log,
+                                      "Multiple exceptions in yield list",
+                                      NULL);
+        }
+    }
+    if (first_exc != NULL) {
+        Py_DECREF(results);
+        restore_exc(first_exc);
+        return MULTI_FAILED;
+    }
+    if (keys == NULL) {
+        *out = results;
+        return MULTI_DONE;
+    }
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyDict_SetItem(dict, PyList_GET_ITEM(keys, i),
+                           PyList_GET_ITEM(results, i)) < 0) {
+            Py_DECREF(dict);
+            goto error;
+        }
+    }
+    Py_DECREF(results);
+    *out = dict;
+    return MULTI_DONE;
+
+error:
+    Py_XDECREF(first_exc);
+    Py_DECREF(results);
+    return -1;
+}
+
+/* MultiWaiter: the done callback of every distinct pending child of a
+ * multi; resolves `future` once the last one finishes. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *children;     /* list of converted children */
+    PyObject *keys;         /* list of dict keys, or NULL for a list */
+    PyObject *quiet;        /* quiet_exceptions */
+    PyObject *unfinished;   /* set of the children not done yet */
+    PyObject *future;       /* our Future; NULL once resolved */
+} MultiWaiterObject;
+
+static PyObject *
+multi_waiter_call(PyObject *self, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
+{
+    MultiWaiterObject *w = (MultiWaiterObject *)self;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "MultiWaiter takes exactly one argument");
+        return NULL;
+    }
+    if (w->future == NULL || w->unfinished == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (PySet_Discard(w->unfinished, args[0]) < 0) {
+        return NULL;
+    }
+    if (PySet_GET_SIZE(w->unfinished) != 0) {
+        Py_RETURN_NONE;
+    }
+    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    /* Take everything out first: nothing below can run us twice. */
+    PyObject *fut = w->future, *children = w->children, *keys = w->keys;
+    PyObject *quiet = w->quiet;
+    w->future = w->children = w->keys = w->quiet = NULL;
+    Py_CLEAR(w->unfinished);
+
+    PyObject *value = NULL;
+    int rc = multi_results(st, children, keys, quiet, &value), r = 0;
+    if (rc == MULTI_DONE) {
+        r = result_future_set_result(st, fut, value);
+        Py_DECREF(value);
+    }
+    else if (rc == MULTI_FAILED) {
+        PyObject *exc = fetch_exc();
+        r = result_future_set_exception(st, fut, exc);
+        Py_DECREF(exc);
+    }
+    else {
+        r = -1;
+    }
+    Py_DECREF(fut);
+    Py_DECREF(children);
+    Py_XDECREF(keys);
+    Py_DECREF(quiet);
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+multi_waiter_traverse(MultiWaiterObject *w, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(w));
+    Py_VISIT(w->children);
+    Py_VISIT(w->keys);
+    Py_VISIT(w->quiet);
+    Py_VISIT(w->unfinished);
+    Py_VISIT(w->future);
+    return 0;
+}
+
+static int
+multi_waiter_clear(MultiWaiterObject *w)
+{
+    Py_CLEAR(w->children);
+    Py_CLEAR(w->keys);
+    Py_CLEAR(w->quiet);
+    Py_CLEAR(w->unfinished);
+    Py_CLEAR(w->future);
+    return 0;
+}
+
+static void
+multi_waiter_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    multi_waiter_clear((MultiWaiterObject *)self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef MultiWaiter_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET,
+     offsetof(MultiWaiterObject, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot MultiWaiter_slots[] = {
+    {Py_tp_dealloc, multi_waiter_dealloc},
+    {Py_tp_traverse, multi_waiter_traverse},
+    {Py_tp_clear, multi_waiter_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, MultiWaiter_members},
+    {0, NULL},
+};
+
+static PyType_Spec MultiWaiter_spec = {
+    .name = "tornado_cgen._core.MultiWaiter",
+    .basicsize = sizeof(MultiWaiterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = MultiWaiter_slots,
+};
+
+/* Some children pend: a MultiWaiter on each distinct pending one, and a
+ * new Future for the result (new reference). */
+static PyObject *
+multi_wait(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet)
+{
+    PyTypeObject *tp = st->run.MultiWaiterType;
+    MultiWaiterObject *w = PyObject_GC_New(MultiWaiterObject, tp);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->vectorcall = multi_waiter_call;
+    w->children = Py_NewRef(futs);
+    w->keys = Py_XNewRef(keys);
+    w->quiet = Py_NewRef(quiet);
+    w->unfinished = PySet_New(NULL);
+    w->future = (PyObject *)tcg_future_new(st, NULL);
+    PyObject_GC_Track(w);
+    if (w->unfinished == NULL || w->future == NULL) {
+        goto fail;
+    }
+    PyObject *fut = Py_NewRef(w->future);
+    /* Collect the distinct pending children first, then register: a
+     * registration never runs the waiter synchronously (callbacks are
+     * scheduled), but keep the set complete before anything can. */
+    Py_ssize_t n = PyList_GET_SIZE(futs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyList_GET_ITEM(futs, i);
+        int done = future_is_done(st, f);
+        if (done < 0 || (!done && PySet_Add(w->unfinished, f) < 0)) {
+            Py_DECREF(fut);
+            goto fail;
+        }
+    }
+    if (PySet_GET_SIZE(w->unfinished) == 0) {
+        /* A duck-typed child finished while we looked: resolve now. */
+        PyObject *none = Py_None;
+        PyObject *res = multi_waiter_call((PyObject *)w, &none, 1, NULL);
+        Py_XDECREF(res);
+        Py_DECREF(w);
+        if (res == NULL) {
+            Py_DECREF(fut);
+            return NULL;
+        }
+        return fut;
+    }
+    PyObject *pending = PySequence_List(w->unfinished);
+    if (pending == NULL) {
+        Py_DECREF(fut);
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pending); i++) {
+        PyObject *f = PyList_GET_ITEM(pending, i);
+        int r;
+        if (tcg_Future_CheckExact(st, f)) {
+            r = tcg_future_add_done_callback(st, (tcg_FutureObject *)f,
+                                             (PyObject *)w, NULL);
+        }
+        else {
+            PyObject *res = call_method1(f, st->run.str_add_done_callback,
+                                         (PyObject *)w);
+            Py_XDECREF(res);
+            r = res == NULL ? -1 : 0;
+        }
+        if (r < 0) {
+            Py_DECREF(pending);
+            Py_DECREF(fut);
+            goto fail;
+        }
+    }
+    Py_DECREF(pending);
+    Py_DECREF(w);
+    return fut;
+
+fail:
+    Py_DECREF(w);
+    return NULL;
+}
+
+/* Convert `children` (a dict, or any sequence) and gather them.  Returns
+ * MULTI_DONE with the results in *out, MULTI_FAILED with the first failure
+ * set, MULTI_PENDING with a pending Future in *out, or -1 if a child could
+ * not be converted (BadYieldError...). */
+static int
+multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
+              PyObject **out)
+{
+    PyObject *keys = NULL, *seq;
+    *out = NULL;
+    if (PyDict_Check(children)) {
+        keys = PyDict_Keys(children);
+        seq = keys ? PyDict_Values(children) : NULL;
+    }
+    else {
+        seq = PySequence_List(children);
+    }
+    if (seq == NULL) {
+        Py_XDECREF(keys);
+        return -1;
+    }
+    /* `seq` is our own list: convert in place. */
+    int rc = -1, all_done = 1;
+    Py_ssize_t n = PyList_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = multi_convert_child(st, PyList_GET_ITEM(seq, i));
+        if (c == NULL) {
+            goto done;
+        }
+        PyList_SetItem(seq, i, c);   /* steals c, drops the original */
+    }
+    /* Only now: converting a child runs code that may finish another. */
+    for (Py_ssize_t i = 0; i < n && all_done; i++) {
+        all_done = future_is_done(st, PyList_GET_ITEM(seq, i));
+        if (all_done < 0) {
+            goto done;
+        }
+    }
+    if (all_done) {
+        rc = multi_results(st, seq, keys, quiet, out);
+    }
+    else {
+        *out = multi_wait(st, seq, keys, quiet);
+        rc = *out ? MULTI_PENDING : -1;
+    }
+done:
+    Py_XDECREF(keys);
+    Py_DECREF(seq);
+    return rc;
+}
+
+/* _core.multi(children, quiet_exceptions=()) -> Future */
+static PyObject *
+gen_multi(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    static const char *const kwlist[] = {"children", "quiet_exceptions",
+                                         NULL};
+    tcg_state *st = tcg_state_from_module(module);
+    if (gen_not_ready(st)) {
+        return NULL;
+    }
+    PyObject *children = NULL, *quiet = st->c.empty_tuple;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw > 2 || nargs + nkw < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "multi() takes children and an optional "
+                        "quiet_exceptions");
+        return NULL;
+    }
+    if (nargs >= 1) {
+        children = args[0];
+    }
+    if (nargs >= 2) {
+        quiet = args[1];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *val = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(name, kwlist[0]) == 0 &&
+            children == NULL) {
+            children = val;
+        }
+        else if (PyUnicode_CompareWithASCIIString(name, kwlist[1]) == 0 &&
+                 nargs < 2) {
+            quiet = val;
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "multi() got an unexpected keyword argument '%U'",
+                         name);
+            return NULL;
+        }
+    }
+    if (children == NULL) {
+        PyErr_SetString(PyExc_TypeError, "multi() missing 'children'");
+        return NULL;
+    }
+    PyObject *out = NULL;
+    int rc = multi_collect(st, children, quiet, &out);
+    if (rc < 0) {
+        return NULL;
+    }
+    if (rc == MULTI_PENDING) {
+        return out;
+    }
+    PyObject *fut = done_future_from(st, rc, out);
+    Py_XDECREF(out);
+    return fut;
+}
+
+/* ---- the driving loop --------------------------------------------------- */
+
+/* What drive() needs of a coroutine.  Lives on the C stack during the
+ * first, synchronous part of a call and moves into a Runner the first time
+ * the coroutine has to wait. */
+typedef struct {
+    PyObject *gen;      /* the generator; NULL once it finished */
+    PyObject *ctx;      /* the contextvars.Context of this call */
+    PyObject *result;   /* the result future; NULL once resolved */
+    PyObject *loop;     /* the loop moments go to (looked up once), or NULL */
+} tcg_core;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    tcg_core core;
+    PyObject *waiting;  /* what we wait for: a pending future or moment */
+    int running;        /* drive() is on the stack for this runner */
+} RunnerObject;
+
+/* What a yielded object resolved to. */
+typedef enum {
+    Y_SEND,   /* send *out (a value) */
+    Y_THROW,  /* throw *out (an exception instance) */
+    Y_WAIT,   /* wait for *out (a pending future, or moment) */
+} yield_kind;
+
+/* The outcome of a done future as the next thing to send or throw.  Any
+ * exception its result() raises is thrown in, CancelledError included. */
+static yield_kind
+outcome_of(tcg_state *st, PyObject *f, PyObject **out)
+{
+    PyObject *r = future_get_result(st, f);
+    if (r != NULL) {
+        *out = r;
+        return Y_SEND;
+    }
+    *out = fetch_exc();
+    return Y_THROW;
+}
+
+/* A future (or moment) that is not one of ours: done or not. */
+static yield_kind
+classify_future(tcg_state *st, PyObject *f, PyObject **out)
+{
+    if (f == st->run.moment) {
+        *out = Py_NewRef(f);
+        return Y_WAIT;
+    }
+    int done = future_is_done(st, f);
+    if (done < 0) {
+        *out = fetch_exc();
+        return Y_THROW;
+    }
+    if (!done) {
+        *out = Py_NewRef(f);
+        return Y_WAIT;
+    }
+    return outcome_of(st, f, out);
+}
+
+/* Resolve one yielded object (borrowed).  The fast paths come first and
+ * in this order: our Future, asyncio's, moment/None, list/dict; then
+ * native coroutines and, last, the convert_yielded registry.  A failure to
+ * convert is thrown into the generator (BadYieldError for unknown
+ * objects), so the coroutine can catch it. */
+static yield_kind
+classify(tcg_state *st, PyObject *y, PyObject **out)
+{
+    if (tcg_Future_CheckExact(st, y)) {
+        if (((tcg_FutureObject *)y)->status == TCG_FUT_PENDING) {
+            *out = Py_NewRef(y);
+            return Y_WAIT;
+        }
+        return outcome_of(st, y, out);
+    }
+    if (is_exact_aio_future(st, y)) {
+        return classify_future(st, y, out);
+    }
+    if (y == Py_None || y == st->run.moment) {
+        *out = Py_NewRef(st->run.moment);
+        return Y_WAIT;
+    }
+    if (PyList_Check(y) || PyDict_Check(y)) {
+        int rc = multi_collect(st, y, st->c.empty_tuple, out);
+        if (rc == MULTI_DONE) {
+            return Y_SEND;
+        }
+        if (rc == MULTI_PENDING) {
+            return Y_WAIT;
+        }
+        *out = fetch_exc();
+        return Y_THROW;
+    }
+    if (y == st->run.null_future) {
+        *out = Py_NewRef(Py_None);
+        return Y_SEND;
+    }
+    PyObject *conv = convert_slow(st, y);
+    if (conv == NULL) {
+        *out = fetch_exc();
+        return Y_THROW;
+    }
+    yield_kind k = tcg_Future_CheckExact(st, conv)
+                       ? classify(st, conv, out)   /* one level at most */
+                       : classify_future(st, conv, out);
+    Py_DECREF(conv);
+    return k;
+}
+
+/* The loop moments are scheduled on (borrowed; looked up once). */
+static PyObject *
+core_loop(tcg_state *st, tcg_core *core)
+{
+    if (core->loop == NULL) {
+        core->loop = current_loop(st);
+    }
+    return core->loop;
+}
+
+/* Wait for `w` (a pending future, or moment): register the runner itself
+ * as what wakes it, in the coroutine's context. */
+static int
+runner_wait(tcg_state *st, RunnerObject *r, PyObject *w)
+{
+    PyObject *self = (PyObject *)r;
+    PyObject *ctx = r->core.ctx;
+    int rc;
+    assert(r->waiting == NULL);
+    r->waiting = Py_NewRef(w);
+    if (w == st->run.moment) {
+        PyObject *loop = core_loop(st, &r->core);
+        rc = loop ? tcg_call_soon(st, loop, self, w, ctx) : -1;
+    }
+    else if (tcg_Future_CheckExact(st, w)) {
+        rc = tcg_future_add_done_callback(st, (tcg_FutureObject *)w, self,
+                                          ctx);
+    }
+    else {
+        PyObject *args[3] = {w, self, ctx};
+        PyObject *res;
+        if (takes_context(st, w)) {
+            res = PyObject_VectorcallMethod(
+                st->run.str_add_done_callback, args,
+                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->c.kwnames_context);
+        }
+        else {
+            res = PyObject_VectorcallMethod(
+                st->run.str_add_done_callback, args,
+                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        Py_XDECREF(res);
+        rc = res == NULL ? -1 : 0;
+    }
+    if (rc < 0) {
+        Py_CLEAR(r->waiting);
+    }
+    return rc;
+}
+
+static RunnerObject *runner_new(tcg_state *st, tcg_core *core);
+
+/* The coroutine is over: forget the generator and take the result future
+ * out of the core (returned, a new reference), dropping the runner's
+ * keep-alive on it. */
+static PyObject *
+core_take_result(tcg_state *st, tcg_core *core, RunnerObject *runner)
+{
+    PyObject *fut = core->result;
+    core->result = NULL;
+    Py_CLEAR(core->gen);
+    if (runner != NULL && fut != NULL &&
+        result_future_release(st, fut, (PyObject *)runner) < 0) {
+        /* Only an install()ed future's remove_done_callback can fail; the
+         * outcome matters more than the keep-alive. */
+        PyErr_WriteUnraisable(fut);
+    }
+    return fut;
+}
+
+/* The generator (or the plain function) returned `value` (stolen). */
+static int
+core_finish(tcg_state *st, tcg_core *core, RunnerObject *runner,
+            PyObject *value)
+{
+    PyObject *fut = core_take_result(st, core, runner);
+    int r = result_future_set_result(st, fut, value);
+    Py_DECREF(value);
+    Py_DECREF(fut);
+    return r;
+}
+
+/* The generator raised (the exception is set).  gen.Return and
+ * StopIteration give a result, CancelledError cancels the result future,
+ * any other Exception goes on it; a BaseException propagates. */
+static int
+core_fail(tcg_state *st, tcg_core *core, RunnerObject *runner)
+{
+    PyObject *exc = fetch_exc();
+    if (PyErr_GivenExceptionMatches(exc, st->run.Return) ||
+        PyErr_GivenExceptionMatches(exc, PyExc_StopIteration)) {
+        PyObject *value = value_from_stop(st, exc);
+        Py_DECREF(exc);
+        if (value != NULL) {
+            return core_finish(st, core, runner, value);
+        }
+        exc = fetch_exc();   /* reading the value failed: fail with that */
+    }
+    PyObject *fut = core_take_result(st, core, runner);
+    int r;
+    if (PyErr_GivenExceptionMatches(exc, st->c.CancelledError)) {
+        r = result_future_cancel(st, fut);
+        Py_DECREF(exc);
+    }
+    else if (PyErr_GivenExceptionMatches(exc, PyExc_Exception)) {
+        r = result_future_set_exception(st, fut, exc);
+        Py_DECREF(exc);
+    }
+    else {
+        /* KeyboardInterrupt, SystemExit...: to the caller (or the loop);
+         * the result future never resolves, as in Tornado. */
+        restore_exc(exc);
+        r = -1;
+    }
+    Py_DECREF(fut);
+    return r;
+}
+
+/* Drive the generator of `core` from `value` (send) or `exc` (throw),
+ * both stolen, exactly one non-NULL, until it finishes or must wait.
+ * `*runner_p` is the core's Runner, or NULL while the core is on the
+ * stack: it is then created, and the core moved into it, the first time
+ * the generator has to wait.  Returns 0, or -1 with an exception to
+ * propagate (a BaseException from the generator, or a failure of our
+ * own). */
+static int
+drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
+      PyObject *value, PyObject *exc)
+{
+    for (;;) {
+        PyObject *yielded;
+        PySendResult sr = gen_resume(st, core->gen, value, exc, &yielded);
+        Py_XDECREF(value);
+        Py_XDECREF(exc);
+        value = exc = NULL;
+        if (sr == PYGEN_RETURN) {
+            return core_finish(st, core, *runner_p, yielded);
+        }
+        if (sr == PYGEN_ERROR) {
+            return core_fail(st, core, *runner_p);
+        }
+        PyObject *out;
+        yield_kind k = classify(st, yielded, &out);
+        Py_DECREF(yielded);
+        if (k == Y_SEND) {
+            value = out;
+            continue;
+        }
+        if (k == Y_THROW) {
+            exc = out;
+            continue;
+        }
+        /* Y_WAIT */
+        if (*runner_p == NULL) {
+            RunnerObject *r = runner_new(st, core);
+            if (r == NULL) {
+                Py_DECREF(out);
+                return -1;
+            }
+            *runner_p = r;
+            core = &r->core;
+        }
+        if (runner_wait(st, *runner_p, out) < 0) {
+            exc = fetch_exc();   /* e.g. the loop is closed: throw it in */
+        }
+        Py_DECREF(out);
+        if (exc == NULL) {
+            return 0;
+        }
+    }
+}
+
+/* ---- Runner ------------------------------------------------------------- */
+
+static PyObject *runner_wakeup(PyObject *self, PyObject *const *args,
+                               size_t nargsf, PyObject *kwnames);
+
+/* Move a stack core into a new Runner, which the result future then holds.
+ * The core's fields are NULL afterwards. */
+static RunnerObject *
+runner_new(tcg_state *st, tcg_core *core)
+{
+    RunnerObject *r = PyObject_GC_New(RunnerObject, st->run.RunnerType);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->vectorcall = runner_wakeup;
+    r->core = *core;
+    memset(core, 0, sizeof(*core));
+    r->waiting = NULL;
+    r->running = 1;   /* drive() is on the stack */
+    PyObject_GC_Track(r);
+    if (result_future_hold(st, r->core.result, (PyObject *)r, r->core.ctx) < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* runner(fut): what the awaited future (or the loop, for a moment) calls
+ * when it is done.  Calls with anything else are stale and ignored. */
+static PyObject *
+runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
+              PyObject *kwnames)
+{
+    RunnerObject *r = (RunnerObject *)self;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Runner takes exactly one argument");
+        return NULL;
+    }
+    if (r->running || r->waiting == NULL || args[0] != r->waiting) {
+        Py_RETURN_NONE;
+    }
+    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    Py_INCREF(self);   /* finishing drops the result future's reference */
+    PyObject *w = r->waiting;   /* owned from here */
+    r->waiting = NULL;
+    r->running = 1;
+
+    /* Our loop and asyncio's run us in the coroutine's context already;
+     * callbacks registered without one (duck-typed futures) do not. */
+    PyObject *ctx = Py_NewRef(r->core.ctx);
+    int entered = 0, rc = 0;
+    if (PyThreadState_Get()->context != ctx) {
+        if (PyContext_Enter(ctx) < 0) {
+            rc = -1;
+        }
+        else {
+            entered = 1;
+        }
+    }
+    if (rc == 0) {
+        PyObject *out;
+        yield_kind k = outcome_of(st, w, &out);
+        RunnerObject *rp = r;
+        rc = drive(st, &r->core, &rp,
+                   k == Y_SEND ? out : NULL, k == Y_THROW ? out : NULL);
+    }
+    Py_DECREF(w);
+    r->running = 0;
+    if (entered && PyContext_Exit(ctx) < 0) {
+        rc = -1;
+    }
+    Py_DECREF(ctx);
+    Py_DECREF(self);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+runner_traverse(RunnerObject *r, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(r));
+    Py_VISIT(r->core.gen);
+    Py_VISIT(r->core.ctx);
+    Py_VISIT(r->core.result);
+    Py_VISIT(r->core.loop);
+    Py_VISIT(r->waiting);
+    return 0;
+}
+
+static int
+runner_clear(RunnerObject *r)
+{
+    Py_CLEAR(r->core.gen);
+    Py_CLEAR(r->core.ctx);
+    Py_CLEAR(r->core.result);
+    Py_CLEAR(r->core.loop);
+    Py_CLEAR(r->waiting);
+    return 0;
+}
+
+static void
+runner_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    runner_clear((RunnerObject *)self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+runner_repr(PyObject *self)
+{
+    RunnerObject *r = (RunnerObject *)self;
+    if (r->core.gen == NULL) {
+        return PyUnicode_FromString("<Runner finished>");
+    }
+    return PyUnicode_FromFormat("<Runner for %R>", r->core.gen);
+}
+
+static PyObject *
+runner_get_finished(PyObject *self, void *closure)
+{
+    return PyBool_FromLong(((RunnerObject *)self)->core.gen == NULL);
+}
+
+static PyObject *
+runner_get_gen(PyObject *self, void *closure)
+{
+    PyObject *gen = ((RunnerObject *)self)->core.gen;
+    return Py_NewRef(gen ? gen : Py_None);
+}
+
+static PyObject *
+runner_get_result_future(PyObject *self, void *closure)
+{
+    PyObject *fut = ((RunnerObject *)self)->core.result;
+    return Py_NewRef(fut ? fut : Py_None);
+}
+
+static PyObject *
+runner_get_future(PyObject *self, void *closure)
+{
+    PyObject *w = ((RunnerObject *)self)->waiting;
+    return Py_NewRef(w ? w : Py_None);
+}
+
+/* Runner(ctx_run, gen, result_future, first_yielded): Tornado 6's
+ * signature, for code that builds a Runner itself.  `ctx_run` is a
+ * Context's run method (or a Context); the generator has already yielded
+ * `first_yielded`.  Returns the Runner even if it finished at once. */
+static PyObject *
+runner_py_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *ctx_run, *gen, *fut, *first;
+    static char *kwlist[] = {"ctx_run", "gen", "result_future",
+                             "first_yielded", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO:Runner", kwlist,
+                                     &ctx_run, &gen, &fut, &first)) {
+        return NULL;
+    }
+    tcg_state *st = tcg_state_from_type(type);
+    if (st == NULL || gen_not_ready(st)) {
+        return NULL;
+    }
+    PyObject *ctx;
+    if (PyContext_CheckExact(ctx_run)) {
+        ctx = Py_NewRef(ctx_run);
+    }
+    else if (PyCFunction_Check(ctx_run) &&
+             PyCFunction_GET_SELF(ctx_run) != NULL &&
+             PyContext_CheckExact(PyCFunction_GET_SELF(ctx_run))) {
+        ctx = Py_NewRef(PyCFunction_GET_SELF(ctx_run));
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "Runner: ctx_run must be a contextvars.Context or "
+                        "its run method");
+        return NULL;
+    }
+    tcg_core core = {Py_NewRef(gen), ctx, Py_NewRef(fut), NULL};
+    RunnerObject *r = runner_new(st, &core);
+    if (r == NULL) {
+        Py_DECREF(gen);
+        Py_DECREF(ctx);
+        Py_DECREF(fut);
+        return NULL;
+    }
+    int entered = PyThreadState_Get()->context != ctx;
+    if (entered && PyContext_Enter(ctx) < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    PyObject *out;
+    int rc = 0;
+    yield_kind k = classify(st, first, &out);
+    if (k == Y_WAIT) {
+        rc = runner_wait(st, r, out);
+        Py_DECREF(out);
+        if (rc < 0) {
+            k = Y_THROW;
+            out = fetch_exc();
+        }
+    }
+    if (k != Y_WAIT) {
+        RunnerObject *rp = r;
+        rc = drive(st, &r->core, &rp, k == Y_SEND ? out : NULL,
+                   k == Y_THROW ? out : NULL);
+    }
+    r->running = 0;
+    if (entered && PyContext_Exit(ctx) < 0) {
+        rc = -1;
+    }
+    if (rc < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return (PyObject *)r;
+}
+
+static PyGetSetDef Runner_getset[] = {
+    {"finished", runner_get_finished, NULL, "The generator has finished.",
+     NULL},
+    {"gen", runner_get_gen, NULL, "The generator (None once finished).",
+     NULL},
+    {"result_future", runner_get_result_future, NULL,
+     "The coroutine's Future (None once resolved).", NULL},
+    {"future", runner_get_future, NULL, "What the generator waits for.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Runner_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(RunnerObject, vectorcall),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Runner_slots[] = {
+    {Py_tp_doc, (void *)
+     "Drives one suspended @gen.coroutine generator.\n\n"
+     "The coroutine's Future holds it while the generator waits; calling\n"
+     "it with the awaited future resumes the generator."},
+    {Py_tp_new, runner_py_new},
+    {Py_tp_dealloc, runner_dealloc},
+    {Py_tp_traverse, runner_traverse},
+    {Py_tp_clear, runner_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_repr, runner_repr},
+    {Py_tp_getset, Runner_getset},
+    {Py_tp_members, Runner_members},
+    {0, NULL},
+};
+
+static PyType_Spec Runner_spec = {
+    .name = "tornado_cgen._core.Runner",
+    .basicsize = sizeof(RunnerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Runner_slots,
+};
+
+/* ---- Coroutine: the gen.coroutine wrapper ------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *func;
+    PyObject *dict;          /* functools.wraps attributes live here */
+    PyObject *weakreflist;
+} CoroutineObject;
+
+static int
+is_generator(tcg_state *st, PyObject *res)
+{
+    if (PyGen_CheckExact(res)) {
+        return 1;
+    }
+    if (res == Py_None || PyCoro_CheckExact(res) || PyLong_CheckExact(res) ||
+        PyUnicode_CheckExact(res) || tcg_Future_CheckExact(st, res)) {
+        return 0;
+    }
+    /* Cython generators and other collections.abc.Generator types. */
+    return PyObject_IsInstance(res, st->run.GeneratorABC);
+}
+
+/* One call of a decorated function: see the top of the file. */
+static PyObject *
+coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
+               PyObject *kwnames)
+{
+    CoroutineObject *co = (CoroutineObject *)self;
+    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    PyObject *fut = result_future_new(st);
+    if (fut == NULL) {
+        return NULL;
+    }
+    PyObject *ctx = PyContext_CopyCurrent();
+    if (ctx == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    if (PyContext_Enter(ctx) < 0) {
+        Py_DECREF(ctx);
+        Py_DECREF(fut);
+        return NULL;
+    }
+    /* The core owns one reference to each; we keep our own to `fut` (to
+     * return) and to `ctx` (to exit it). */
+    tcg_core core = {NULL, Py_NewRef(ctx), Py_NewRef(fut), NULL};
+    RunnerObject *runner = NULL;
+    int rc;
+    PyObject *res = PyObject_Vectorcall(co->func, args, nargsf, kwnames);
+    if (res == NULL) {
+        rc = core_fail(st, &core, NULL);
+    }
+    else {
+        int isgen = is_generator(st, res);
+        if (isgen < 0) {
+            Py_DECREF(res);
+            rc = core_fail(st, &core, NULL);
+        }
+        else if (isgen) {
+            core.gen = res;
+            rc = drive(st, &core, &runner, Py_NewRef(Py_None), NULL);
+        }
+        else {
+            rc = core_finish(st, &core, NULL, res);
+        }
+    }
+    if (runner != NULL) {
+        runner->running = 0;
+        Py_DECREF(runner);   /* the result future and the awaited hold it */
+    }
+    /* Whatever is left in the stack core (nothing if it moved). */
+    Py_XDECREF(core.gen);
+    Py_XDECREF(core.ctx);
+    Py_XDECREF(core.result);
+    Py_XDECREF(core.loop);
+    if (PyContext_Exit(ctx) < 0) {
+        rc = -1;
+    }
+    Py_DECREF(ctx);
+    if (rc < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+static PyObject *
+coroutine_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+coroutine_repr(PyObject *self)
+{
+    return PyUnicode_FromFormat("<tornado_cgen coroutine %R>",
+                                ((CoroutineObject *)self)->func);
+}
+
+static int
+coroutine_traverse(CoroutineObject *co, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(co));
+    Py_VISIT(co->func);
+    Py_VISIT(co->dict);
+    return 0;
+}
+
+static int
+coroutine_clear(CoroutineObject *co)
+{
+    Py_CLEAR(co->func);
+    Py_CLEAR(co->dict);
+    return 0;
+}
+
+static void
+coroutine_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (((CoroutineObject *)self)->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    coroutine_clear((CoroutineObject *)self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* Coroutine(func): the bare wrapper; gen.coroutine adds functools.wraps
+ * attributes and __tornado_coroutine__. */
+static PyObject *
+coroutine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *func;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Coroutine() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Coroutine", 1, 1, &func)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "coroutine() needs a callable, not %R",
+                     func);
+        return NULL;
+    }
+    tcg_state *st = tcg_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (gen_not_ready(st)) {
+        return NULL;
+    }
+    CoroutineObject *co = (CoroutineObject *)type->tp_alloc(type, 0);
+    if (co == NULL) {
+        return NULL;
+    }
+    co->vectorcall = coroutine_call;
+    co->func = Py_NewRef(func);
+    return (PyObject *)co;
+}
+
+static PyGetSetDef Coroutine_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Coroutine_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(CoroutineObject, vectorcall),
+     READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(CoroutineObject, dict), READONLY,
+     NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(CoroutineObject, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Coroutine_slots[] = {
+    {Py_tp_doc, (void *)"A function decorated with gen.coroutine."},
+    {Py_tp_new, coroutine_new},
+    {Py_tp_dealloc, coroutine_dealloc},
+    {Py_tp_traverse, coroutine_traverse},
+    {Py_tp_clear, coroutine_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, coroutine_descr_get},
+    {Py_tp_repr, coroutine_repr},
+    {Py_tp_getset, Coroutine_getset},
+    {Py_tp_members, Coroutine_members},
+    {0, NULL},
+};
+
+static PyType_Spec Coroutine_spec = {
+    .name = "tornado_cgen._core.Coroutine",
+    .basicsize = sizeof(CoroutineObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .slots = Coroutine_slots,
+};
+
+/* ---- module functions --------------------------------------------------- */
+
+/* _gen_setup(Return, moment, null_future, convert_yielded,
+ *            wrap_concurrent): tornado_cgen.gen hands over its objects. */
+static PyObject *
+gen_setup(PyObject *module, PyObject *args)
+{
+    PyObject *ret, *moment, *null_future, *convert, *wrap;
+    if (!PyArg_UnpackTuple(args, "_gen_setup", 5, 5, &ret, &moment,
+                           &null_future, &convert, &wrap)) {
+        return NULL;
+    }
+    tcg_state *st = tcg_state_from_module(module);
+    Py_XSETREF(st->run.Return, Py_NewRef(ret));
+    Py_XSETREF(st->run.moment, Py_NewRef(moment));
+    Py_XSETREF(st->run.null_future, Py_NewRef(null_future));
+    Py_XSETREF(st->run.convert_yielded, Py_NewRef(convert));
+    Py_XSETREF(st->run.wrap_concurrent, Py_NewRef(wrap));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef runner_functions[] = {
+    {"_gen_setup", gen_setup, METH_VARARGS,
+     "Used once by tornado_cgen.gen: register Return, moment, "
+     "_null_future, convert_yielded and the concurrent-future wrapper."},
+    {"multi", (PyCFunction)(void (*)(void))gen_multi,
+     METH_FASTCALL | METH_KEYWORDS,
+     "multi(children, quiet_exceptions=()) -> Future\n\n"
+     "Wait for every child of a list or dict (nested too); done children\n"
+     "resolve it at once."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- state -------------------------------------------------------------- */
+
+static PyObject *
+import_attr(const char *modname, const char *attr)
+{
+    PyObject *mod = PyImport_ImportModule(modname);
+    if (mod == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_GetAttrString(mod, attr);
+    Py_DECREF(mod);
+    return res;
+}
+
+#define RUN_INTERN(field, text)                                          \
+    do {                                                                 \
+        if ((st->run.field = PyUnicode_InternFromString(text)) == NULL)  \
+            return -1;                                                   \
+    } while (0)
 
 int
 tcg_runner_exec(PyObject *m, tcg_state *st)
 {
-    (void)m;
-    st->run.RunnerType = NULL;
-    return 0;
+    tcg_runner_state *rs = &st->run;
+    memset(rs, 0, sizeof(*rs));
+    rs->RunnerType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Runner_spec,
+                                                              NULL);
+    if (rs->RunnerType == NULL ||
+        PyModule_AddType(m, rs->RunnerType) < 0) {
+        return -1;
+    }
+    rs->CoroutineType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        m, &Coroutine_spec, NULL);
+    if (rs->CoroutineType == NULL ||
+        PyModule_AddType(m, rs->CoroutineType) < 0) {
+        return -1;
+    }
+    rs->MultiWaiterType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        m, &MultiWaiter_spec, NULL);
+    if (rs->MultiWaiterType == NULL) {
+        return -1;
+    }
+    if ((rs->GeneratorABC = import_attr("collections.abc", "Generator")) ==
+            NULL ||
+        (rs->AioFutureType = PyObject_GetAttrString(st->c.asyncio, "Future")) ==
+            NULL ||
+        (rs->AioTaskType = PyObject_GetAttrString(st->c.asyncio, "Task")) ==
+            NULL ||
+        (rs->ConcurrentFutureType =
+             import_attr("concurrent.futures", "Future")) == NULL) {
+        return -1;
+    }
+    RUN_INTERN(str_throw, "throw");
+    RUN_INTERN(str_done, "done");
+    RUN_INTERN(str_result, "result");
+    RUN_INTERN(str_cancelled, "cancelled");
+    RUN_INTERN(str_cancel, "cancel");
+    RUN_INTERN(str_set_result, "set_result");
+    RUN_INTERN(str_set_exception, "set_exception");
+    RUN_INTERN(str_add_done_callback, "add_done_callback");
+    RUN_INTERN(str_remove_done_callback, "remove_done_callback");
+    RUN_INTERN(str_value, "value");
+    RUN_INTERN(str_create_task, "create_task");
+    return PyModule_AddFunctions(m, runner_functions);
 }
 
 int
 tcg_runner_traverse(tcg_state *st, visitproc visit, void *arg)
 {
-    Py_VISIT(st->run.RunnerType);
+    tcg_runner_state *rs = &st->run;
+    Py_VISIT(rs->RunnerType);
+    Py_VISIT(rs->CoroutineType);
+    Py_VISIT(rs->MultiWaiterType);
+    Py_VISIT(rs->Return);
+    Py_VISIT(rs->moment);
+    Py_VISIT(rs->null_future);
+    Py_VISIT(rs->convert_yielded);
+    Py_VISIT(rs->wrap_concurrent);
+    Py_VISIT(rs->future_factory);
+    Py_VISIT(rs->GeneratorABC);
+    Py_VISIT(rs->AioFutureType);
+    Py_VISIT(rs->AioTaskType);
+    Py_VISIT(rs->ConcurrentFutureType);
     return 0;
 }
 
 void
 tcg_runner_clear(tcg_state *st)
 {
-    Py_CLEAR(st->run.RunnerType);
+    tcg_runner_state *rs = &st->run;
+    Py_CLEAR(rs->RunnerType);
+    Py_CLEAR(rs->CoroutineType);
+    Py_CLEAR(rs->MultiWaiterType);
+    Py_CLEAR(rs->Return);
+    Py_CLEAR(rs->moment);
+    Py_CLEAR(rs->null_future);
+    Py_CLEAR(rs->convert_yielded);
+    Py_CLEAR(rs->wrap_concurrent);
+    Py_CLEAR(rs->future_factory);
+    Py_CLEAR(rs->GeneratorABC);
+    Py_CLEAR(rs->AioFutureType);
+    Py_CLEAR(rs->AioTaskType);
+    Py_CLEAR(rs->ConcurrentFutureType);
+    Py_CLEAR(rs->str_throw);
+    Py_CLEAR(rs->str_done);
+    Py_CLEAR(rs->str_result);
+    Py_CLEAR(rs->str_cancelled);
+    Py_CLEAR(rs->str_cancel);
+    Py_CLEAR(rs->str_set_result);
+    Py_CLEAR(rs->str_set_exception);
+    Py_CLEAR(rs->str_add_done_callback);
+    Py_CLEAR(rs->str_remove_done_callback);
+    Py_CLEAR(rs->str_value);
+    Py_CLEAR(rs->str_create_task);
 }

@@ -1,9 +1,42 @@
-/* runner.h: the coroutine Runner and gen helpers (included from tcg.h). */
+/* runner.h: the coroutine Runner, the gen.coroutine wrapper and multi
+ * (included from tcg.h).  runner.c owns everything declared here. */
 #ifndef TCG_RUNNER_H
 #define TCG_RUNNER_H
 
 typedef struct {
-    PyTypeObject *RunnerType;
+    PyTypeObject *RunnerType;        /* drives one suspended generator */
+    PyTypeObject *CoroutineType;     /* what gen.coroutine(func) returns */
+    PyTypeObject *MultiWaiterType;   /* collects a pending multi() */
+
+    /* Set once by tornado_cgen.gen through _core._gen_setup(); NULL
+     * before, and then the coroutine wrapper refuses to run. */
+    PyObject *Return;            /* gen.Return */
+    PyObject *moment;            /* gen.moment */
+    PyObject *null_future;       /* gen._null_future */
+    PyObject *convert_yielded;   /* gen.convert_yielded (the registry) */
+    PyObject *wrap_concurrent;   /* concurrent.futures.Future -> asyncio */
+
+    /* Result futures: NULL makes our C Future (standalone mode).  A later
+     * install() may set a factory (asyncio.Future): everything that touches
+     * a result future has a generic path for that. */
+    PyObject *future_factory;
+
+    PyObject *GeneratorABC;      /* collections.abc.Generator */
+    PyObject *AioFutureType;     /* asyncio.Future (_asyncio's) */
+    PyObject *AioTaskType;       /* asyncio.Task */
+    PyObject *ConcurrentFutureType; /* concurrent.futures.Future */
+
+    PyObject *str_throw;
+    PyObject *str_done;
+    PyObject *str_result;
+    PyObject *str_cancelled;
+    PyObject *str_cancel;
+    PyObject *str_set_result;
+    PyObject *str_set_exception;
+    PyObject *str_add_done_callback;
+    PyObject *str_remove_done_callback;
+    PyObject *str_value;
+    PyObject *str_create_task;
 } tcg_runner_state;
 
 int tcg_runner_exec(PyObject *m, tcg_state *st);
