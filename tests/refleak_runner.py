@@ -1,0 +1,136 @@
+"""Reference-growth check for the C Runner: many coroutine cycles (done
+futures, sub-coroutines, moments, lists, dicts, exceptions, Return,
+cancellation, bad yields), measured with ``sys.gettotalrefcount()`` on a
+debug interpreter (else ``sys.getallocatedblocks()``).
+
+    python tests/refleak_runner.py [cycles] [rounds]
+
+Prints the growth per round after a warm-up round; exits 1 if any round
+after the first grew.  Also imported by test_gen_memory.py.
+"""
+import asyncio
+import gc
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "python"))
+
+from tornado_cgen import gen  # noqa: E402
+from tornado_cgen.concurrent import Future  # noqa: E402
+
+
+@gen.coroutine
+def leaf(i):
+    return i
+
+
+@gen.coroutine
+def leaf_moment(i):
+    yield gen.moment
+    return i
+
+
+@gen.coroutine
+def leaf_return(i):
+    yield None
+    raise gen.Return(i)
+
+
+@gen.coroutine
+def failing(i):
+    if i % 2:
+        yield gen.moment
+    raise ValueError(i)
+
+
+@gen.coroutine
+def cancelled():
+    fut = Future()
+    asyncio.get_running_loop().call_soon(fut.cancel)
+    yield fut
+
+
+@gen.coroutine
+def one_cycle(i):
+    done = Future()
+    done.set_result(i)
+    total = yield done
+    total += yield leaf(i)
+    total += yield leaf_moment(i)
+    total += yield leaf_return(i)
+    total += sum((yield [leaf(1), leaf_moment(2), done]))
+    d = yield {"a": leaf(1), "b": [leaf_moment(2), None]}
+    total += d["a"] + d["b"][0]
+    pending = Future()
+    asyncio.get_running_loop().call_soon(pending.set_result, 1)
+    total += yield pending
+    afut = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(afut.set_result, 1)
+    total += yield afut
+    try:
+        yield failing(i)
+    except ValueError:
+        total += 1
+    try:
+        yield [failing(1), failing(2)]
+    except ValueError:
+        total += 1
+    try:
+        yield 42
+    except gen.BadYieldError:
+        total += 1
+    try:
+        yield cancelled()
+    except asyncio.CancelledError:
+        total += 1
+
+    async def native():
+        return 1
+
+    total += yield native()
+    return total
+
+
+def _count():
+    if hasattr(sys, "gettotalrefcount"):
+        return sys.gettotalrefcount()
+    return sys.getallocatedblocks()
+
+
+def measure(cycles=10000, rounds=5):
+    """Growth of the reference (or block) count per round of `cycles`."""
+    import logging
+    logging.getLogger("tornado.application").disabled = True
+    logging.getLogger("asyncio").disabled = True
+
+    async def batch():
+        for i in range(cycles):
+            await one_cycle(i)
+
+    deltas = []
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(rounds):
+            gc.collect()
+            before = _count()
+            loop.run_until_complete(batch())
+            gc.collect()
+            deltas.append(_count() - before)
+    finally:
+        loop.close()
+    return deltas
+
+
+def main():
+    cycles = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    kind = "refs" if hasattr(sys, "gettotalrefcount") else "blocks"
+    deltas = measure(cycles, rounds)
+    print("%d cycles x %d rounds, %s growth per round: %s"
+          % (cycles, rounds, kind, deltas))
+    return 1 if max(deltas[1:]) > 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
