@@ -1,0 +1,107 @@
+"""The benchmark cases: what each one measures, its sizes and its DESIGN target.
+
+The case code lives with each implementation (``native.py`` for asyncio and
+uvloop, ``genstyle.py`` for the two ``gen.coroutine`` implementations,
+``httpcase.py`` for case 11); this module only describes the cases, so the
+harness, the report and the tests agree on them.
+
+Case ids follow the performance table of ``DESIGN.md``; ``5d`` is the dict
+form of case 5 (``--cases 5`` selects both).
+"""
+from collections import namedtuple
+
+# A target is "tcg against one anchor":
+#   kind "time"  -> tcg_ns <= factor * anchor_ns   ("<= 0.7x native await")
+#   kind "speed" -> anchor_ns >= factor * tcg_ns   (">= 30x Tornado")
+# anchor "floor" is the pure-C probe (cases 9 and 10), when it could be built.
+Target = namedtuple("Target", "anchor kind factor text")
+
+Case = namedtuple("Case", "id title unit n quick_n callgrind_sizes targets notes")
+
+
+def _speed(anchor, factor, text):
+    return Target(anchor, "speed", factor, text)
+
+
+def _time(anchor, factor, text):
+    return Target(anchor, "time", factor, text)
+
+
+CASES = [
+    Case("1", "yield an already-done future", "yield",
+         500_000, 5_000, (10_000, 30_000),
+         [_time("asyncio", 0.7, "<= 0.7x native await"),
+          _speed("tornado", 30, ">= 30x Tornado")],
+         "the yield/await statement is unrolled 10 times per loop iteration"),
+    Case("2", "nested call chain (depth 10), per level", "level",
+         100_000, 1_000, (2_000, 6_000),
+         [_time("asyncio", 1.0, "<= 1.0x native"),
+          _speed("tornado", 60, ">= 60x Tornado")],
+         "leaf returns at once; one moment/sleep(0) per 10 top-level calls"),
+    Case("3", "pending future resolved by a loop callback", "future",
+         50_000, 500, (2_000, 6_000),
+         [_speed("uvloop", 3, ">= 3x uvloop native")],
+         "new future, set_result scheduled with add_callback/call_soon, then "
+         "yielded/awaited"),
+    Case("4", "yield gen.moment / await asyncio.sleep(0)", "moment",
+         50_000, 500, (2_000, 6_000),
+         [_speed("uvloop", 2.5, ">= 2.5x uvloop sleep(0)")],
+         ""),
+    Case("5", "yield a list of 10 done futures, per future", "future",
+         200_000, 2_000, (5_000, 15_000),
+         [_speed("tornado", 20, ">= 20x Tornado")],
+         "native: asyncio.gather(*futures); the same 10 done futures each time"),
+    Case("5d", "yield a dict of 10 done futures, per future", "future",
+         200_000, 2_000, (5_000, 15_000),
+         [_speed("tornado", 20, ">= 20x Tornado")],
+         "native: dict(zip(keys, await gather(*values)))"),
+    Case("6", "callback chain, each schedules the next", "callback",
+         100_000, 1_000, (5_000, 15_000),
+         [_speed("uvloop", 2.5, ">= 2.5x uvloop")],
+         "add_callback / call_soon; one callback pending at a time"),
+    Case("7", "callback batch (100 then one moment), per callback", "callback",
+         200_000, 2_000, (5_000, 15_000),
+         [_speed("uvloop", 2.5, ">= 2.5x uvloop")],
+         "a coroutine schedules 100 no-op callbacks, then yields one moment"),
+    Case("8", "call_later(1.0) + cancel, batches of 100, per pair", "pair",
+         200_000, 2_000, (5_000, 15_000),
+         [_speed("uvloop", 3, ">= 3x uvloop")],
+         "call_later + remove_timeout/cancel; each batch runs in its own "
+         "callback, the next batch is scheduled with add_callback/call_soon"),
+    Case("9", "socketpair 1-byte ping-pong, per round trip", "round trip",
+         30_000, 300, (1_000, 3_000),
+         [_time("floor", 1.2, "<= 1.2x the C floor")],
+         "AF_UNIX socketpair, both ends in one loop; add_handler/add_reader"),
+    Case("10", "TCP 1 KiB ping-pong on loopback, per round trip", "round trip",
+         20_000, 200, (1_000, 3_000),
+         [_time("floor", 1.2, "<= 1.2x the C floor")],
+         "client and server in one loop; asyncio protocols (asyncio, uvloop, "
+         "tcg), IOStream + gen.coroutine (tornado); TCP_NODELAY"),
+    Case("11", "Tornado HTTP hello-world, per request (wrk)", "request",
+         3, 1, None,
+         [_speed("uvloop", 1.3, ">= 1.3x Tornado on uvloop")],
+         "needs wrk; n is the wrk duration in seconds; wrk -t1 -c10 on "
+         "127.0.0.1; tcg = Tornado under tornado_cgen.install()"),
+]
+
+BY_ID = {c.id: c for c in CASES}
+DEFAULT_CALLGRIND_CASES = ["1", "2", "6"]
+
+
+def select(spec):
+    """Case ids from a ``--cases`` value like ``"1,2,6"`` (``"5"`` brings
+    ``"5d"`` along).  ``None`` or ``"all"`` selects every case."""
+    if spec is None or spec.strip().lower() == "all":
+        return [c.id for c in CASES]
+    wanted = []
+    for part in spec.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        if part not in BY_ID:
+            raise ValueError("unknown case %r (known: %s)"
+                             % (part, ", ".join(BY_ID)))
+        wanted.append(part)
+        if part == "5":
+            wanted.append("5d")
+    return [c.id for c in CASES if c.id in wanted]
