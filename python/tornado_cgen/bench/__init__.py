@@ -1,0 +1,75 @@
+"""``python -m tornado_cgen bench``: tornado_cgen side by side with Tornado,
+asyncio and uvloop.
+
+Running it
+==========
+
+    python -m tornado_cgen bench                  # all cases, 5 rounds (~4 min)
+    python -m tornado_cgen bench --quick          # smoke run, seconds
+    python -m tornado_cgen bench --cases 1,2,6 --impl tcg,uvloop --rounds 9
+    python -m tornado_cgen bench --json out.json --plot out.png
+    python -m tornado_cgen bench --callgrind --no-timing   # Ir/op, cases 1,2,6
+    python -m tornado_cgen bench --syscalls --cases 6      # strace, syscalls/op
+
+Implementations (columns): ``tcg`` tornado_cgen (its ``gen.coroutine`` on
+its own loop when that exists, else on asyncio's default loop; its
+``IOLoop`` for the loop cases), ``tornado`` Tornado 6's pure-Python
+``gen.coroutine`` on its IOLoop (asyncio's loop underneath), ``asyncio``
+native ``async def`` on asyncio's default loop, ``uvloop`` the same on
+uvloop.  Those not installed are shown as n/a.  Cases 9 and 10 also get a
+``floor`` column: the same ping-pong in C (``bench/floor.py``, built with
+``cc`` on first use), which DESIGN's targets for those cases refer to.
+
+How to read the table
+=====================
+
+* Each number is **nanoseconds per operation** (the "op" is named in the
+  case title: one yield, one call level, one callback, one round trip...),
+  the **best of the rounds**; the median and every run are in ``--json``.
+  Lower is better.  Case 11 is ns per HTTP request (requests/s below the
+  table and in the JSON).
+* **vs tornado / vs asyncio / vs uvloop** are *speed-ups of tornado_cgen*:
+  that implementation's ns divided by tcg's ns, from the same run.  ``3.0x``
+  means tornado_cgen does the operation in a third of the time; below
+  ``1x`` it is slower.
+* **target** is the DESIGN goal for the case, checked against this run's
+  numbers.  "<= 0.7x native await" is a time ratio (tcg's ns at most 0.7
+  of asyncio's); ">= 30x Tornado" is a speed-up.  **verdict**: PASS (every
+  target met), MISS (one missed), n/a (tcg or the anchor has no number).
+* **n/a** means the implementation cannot express the case (or a
+  tornado_cgen feature has not landed yet); the reason is printed under
+  the table and stored in the JSON.  **ERR** is a failure, with the
+  traceback in the JSON: never a number.
+* Lines under the table say exactly what each column ran for each case
+  (e.g. case 10: asyncio protocols vs Tornado's IOStream).
+* ``--quick`` numbers are smoke-test output, not measurements.
+
+How it measures (``reference/performance-notes.md`` section 6)
+==============================================================
+
+* Every (round, case, implementation) is a fresh subprocess of the same
+  interpreter (``sys.executable``); rounds interleave the implementations
+  and rotate which goes first.  Default 5 rounds; best reported.
+* Inside the subprocess: a warm-up run of N/10, ``gc.collect()``, then N
+  operations timed with ``perf_counter_ns`` inside the running loop (loop
+  creation and start-up excluded), GC on.  Nothing is subtracted.
+* Live objects stay bounded: batches (100 callbacks or timers, 10 calls
+  per moment) and the loop drains between them.
+* Every case checks that it did the work it timed (callback counts,
+  results) and fails loudly otherwise.
+* ``--callgrind`` / ``--syscalls``: the same worker under valgrind or
+  ``strace -f -c`` at two sizes, ``(count(N2) - count(N1)) / (ops2 - ops1)``:
+  deterministic instruction and syscall counts per op, which back the
+  wall-clock figures on a noisy machine.
+
+The JSON document (``--json``)
+==============================
+
+``{"date", "machine", "python", "versions", "settings", "implementations",
+"cases": [{"id", "title", "unit", "notes", "results": {impl: {"status":
+"ok", "best_ns_per_op", "median_ns_per_op", "runs_ns_per_op", "n", "ops",
+"variant"} | {"status": "n/a", "reason"} | {"status": "error", "error"}},
+"speedup_of_tcg": {anchor: float | null}, "targets": [{"text", "anchor",
+"kind", "factor", "met"}], "verdict"}], "callgrind"?: {case: {impl:
+{"per_op", "totals", "ops"}}}, "strace"?: ...}``
+"""
