@@ -1,0 +1,252 @@
+"""The benchmark harness works: every case runs and yields a number.
+
+No test here asserts a timing; the numbers are only checked to be positive.
+Cases run in-process with tiny counts; one test runs the real command line
+end to end (subprocesses, JSON).
+"""
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tornado_cgen.bench import cases, cli, counts, harness, httpcase, impls
+from tornado_cgen.bench import report, worker
+from tornado_cgen.bench.common import NotAvailable
+
+TINY = {"1": 50, "2": 100, "3": 20, "4": 20, "5": 50, "5d": 50, "6": 50,
+        "7": 200, "8": 200, "9": 20, "10": 20}
+
+INSTALLED = [name for name in impls.IMPLS if impls.installed(name)[0]]
+
+
+def test_every_case_has_a_tiny_size():
+    assert set(TINY) | {"11"} == set(cases.BY_ID)
+
+
+@pytest.mark.parametrize("impl", INSTALLED)
+@pytest.mark.parametrize("case_id", list(TINY))
+def test_case_runs_and_gives_a_number(impl, case_id):
+    res = worker.run_one(impl, case_id, TINY[case_id], warmup=False)
+    assert res["status"] in ("ok", "n/a"), res.get("error")
+    if res["status"] == "n/a":
+        # Only tornado_cgen may lack a feature (while it is being written),
+        # and then it must say why.
+        assert impl == "tcg", res
+        assert res["reason"]
+        return
+    assert res["ops"] > 0
+    assert res["ns"] > 0
+    assert res["ns_per_op"] > 0
+    assert res["variant"]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_http_case_with_wrk():
+    res = worker.run_one("tornado" if "tornado" in INSTALLED else "uvloop",
+                         "11", 1)
+    if "tornado" not in INSTALLED:
+        assert res["status"] == "n/a"
+        return
+    assert res["status"] == "ok", res.get("error")
+    assert res["ns_per_op"] > 0 and res["extra"]["rps"] > 0
+
+
+def test_http_asyncio_is_na():
+    res = worker.run_one("asyncio", "11", 1)
+    assert res["status"] == "n/a" and res["reason"]
+
+
+def test_parse_wrk():
+    text = ("Running 1s test @ http://127.0.0.1:1/\n"
+            "  1 threads and 10 connections\n"
+            "  2345 requests in 1.01s, 470.00KB read\n"
+            "Requests/sec:   2321.78\n")
+    assert httpcase.parse_wrk(text) == (2345, pytest.approx(1.01e9))
+    with pytest.raises(ValueError):
+        httpcase.parse_wrk("nothing here")
+
+
+# ---------------------------------------------------------------- n/a path
+
+def test_not_available_becomes_na(monkeypatch):
+    def resolve(impl, case_id):
+        raise NotAvailable("feature X is not there yet")
+    monkeypatch.setattr(impls, "resolve", resolve)
+    assert worker.run_one("tcg", "1", 10) == {
+        "status": "n/a", "reason": "feature X is not there yet"}
+
+
+def test_failure_is_an_error_not_na(monkeypatch):
+    def run(n):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(impls, "resolve", lambda impl, cid: (run, "v"))
+    res = worker.run_one("tcg", "1", 10)
+    assert res["status"] == "error" and "boom" in res["error"]
+
+
+def test_missing_implementation_is_na(monkeypatch):
+    real_import = importlib.import_module
+
+    def fake_import(name, *a, **k):
+        if name == "uvloop":
+            raise ImportError("No module named 'uvloop'")
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(importlib, "import_module", fake_import)
+    ok, why = impls.installed("uvloop")
+    assert not ok and "not installed" in why
+    res = worker.run_one("uvloop", "1", 10)
+    assert res["status"] == "n/a" and "not installed" in res["reason"]
+
+
+def test_tcg_features_are_detected_at_run_time():
+    # Whatever has landed: each tcg case either runs or says what is missing.
+    for cid in TINY:
+        try:
+            run, variant = impls.resolve("tcg", cid)
+        except NotAvailable as e:
+            assert str(e)
+        else:
+            assert callable(run) and variant
+
+
+# ------------------------------------------------------------ option parsing
+
+def test_options_defaults():
+    a = cli.parse_args([])
+    assert a.case_ids == [c.id for c in cases.CASES]
+    assert a.rounds == 5 and not a.quick and a.json is None
+    assert a.impl_names is None
+    assert a.count_case_ids == ["1", "2", "6"]
+
+
+def test_options_cases_impl_quick_json():
+    a = cli.parse_args(["--cases", "1,5,10", "--impl", "tcg, asyncio",
+                        "--quick", "--json"])
+    assert a.case_ids == ["1", "5", "5d", "10"]
+    assert a.impl_names == ["tcg", "asyncio"]
+    assert a.rounds == 1 and a.json == "-"
+    assert a.count_case_ids == ["1", "5", "5d", "10"]
+    a = cli.parse_args(["--rounds", "7", "--json", "out.json",
+                        "--plot", "x.png", "--callgrind"])
+    assert a.rounds == 7 and a.json == "out.json" and a.plot == "x.png"
+    assert a.callgrind
+
+
+@pytest.mark.parametrize("argv", [["--cases", "99"], ["--rounds", "0"],
+                                  ["--no-timing"], ["--bogus"]])
+def test_options_errors(argv, capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(argv)
+
+
+def test_unknown_impl_is_rejected():
+    with pytest.raises(ValueError):
+        harness.available_impls(["nodejs"])
+
+
+# ------------------------------------------------------- verdicts and JSON
+
+def _ok(ns):
+    return {"status": "ok", "best_ns_per_op": ns, "median_ns_per_op": ns,
+            "runs_ns_per_op": [ns], "n": 1, "ops": 1, "variant": "v"}
+
+
+def test_verdicts():
+    case1 = cases.BY_ID["1"]      # <= 0.7x asyncio; >= 30x tornado
+    fast = {"tcg": _ok(10), "asyncio": _ok(30), "tornado": _ok(600),
+            "uvloop": _ok(30)}
+    targets, verdict = report.evaluate(case1, fast)
+    assert verdict == "PASS" and all(t["met"] for t in targets)
+    slow = dict(fast, tcg=_ok(25))
+    assert report.evaluate(case1, slow)[1] == "MISS"
+    na = dict(fast, tcg={"status": "n/a", "reason": "later"})
+    targets, verdict = report.evaluate(case1, na)
+    assert verdict == "n/a" and all(t["met"] is None for t in targets)
+    assert report.speedups(fast)["tornado"] == pytest.approx(60)
+    assert report.speedups(na)["tornado"] is None
+
+
+def test_table_and_plot(tmp_path):
+    doc = report.build(
+        {"date": "d", "machine": {"cpu": "c", "cores": 2, "kernel": "k",
+                                  "arch": "a"},
+         "python": {"version": "3", "implementation": "CPython",
+                    "build": "release", "compiler": "gcc", "executable": "p"},
+         "versions": {"tornado_cgen": "0", "tornado": "6", "uvloop": "0"}},
+        {"cases": ["1", "9"], "impls": impls.IMPLS, "rounds": 1,
+         "quick": True},
+        {},
+        {"1": {"tcg": {"status": "n/a", "reason": "Runner not there yet"},
+               "tornado": _ok(600), "asyncio": _ok(30), "uvloop": _ok(31)},
+         "9": {"tcg": _ok(11000), "tornado": _ok(19000),
+               "asyncio": _ok(18000), "uvloop": _ok(13000),
+               "floor": _ok(9600)}})
+    text = report.format_table(doc)
+    assert "Runner not there yet" in text and "n/a" in text
+    assert "PASS" in text                       # 11000 <= 1.2 * 9600
+    json.dumps(doc)
+    pytest.importorskip("matplotlib")
+    from tornado_cgen.bench import plot
+    out = tmp_path / "bench.png"
+    plot.plot(doc, str(out))
+    assert out.stat().st_size > 0
+
+
+def test_plot_without_matplotlib(monkeypatch, tmp_path):
+    from tornado_cgen.bench import plot
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(plot.PlotUnavailable, match="pip install matplotlib"):
+        plot.plot({"cases": []}, str(tmp_path / "x.png"))
+
+
+def test_count_parsers(tmp_path):
+    cg = tmp_path / "cg"
+    cg.write_text("events: Ir\nfn=main\n1 5\nsummary: 123456\ntotals: 123456\n")
+    assert counts.callgrind_total(str(cg)) == 123456
+    st = tmp_path / "st"
+    st.write_text(
+        "% time     seconds  usecs/call     calls    errors syscall\n"
+        "------ ----------- ----------- --------- --------- ----------------\n"
+        " 60.00    0.000600           2       300           epoll_wait\n"
+        "------ ----------- ----------- --------- --------- ----------------\n"
+        "100.00    0.001000           2       500        12 total\n")
+    assert counts.strace_total(str(st)) == 500
+
+
+def test_command_line_json_end_to_end():
+    env = harness.worker_env()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tornado_cgen", "bench", "--quick",
+         "--cases", "1", "--impl", "asyncio,tcg", "--json"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    for key in ("date", "machine", "python", "versions", "settings",
+                "implementations", "cases", "schema"):
+        assert key in doc
+    assert doc["settings"]["impls"] == ["asyncio", "tcg"]
+    (case,) = doc["cases"]
+    assert case["id"] == "1" and case["verdict"] in ("PASS", "MISS", "n/a")
+    a = case["results"]["asyncio"]
+    assert a["status"] == "ok" and a["best_ns_per_op"] > 0
+    assert a["median_ns_per_op"] > 0 and len(a["runs_ns_per_op"]) == 1
+    assert case["results"]["tcg"]["status"] in ("ok", "n/a")
+    assert set(case["speedup_of_tcg"]) == {"tornado", "asyncio", "uvloop"}
+    assert "ns per" in case["unit"]
+    assert "tornado-cgen bench" in proc.stderr     # the table went to stderr
+
+
+def test_python_m_tornado_cgen_help():
+    proc = subprocess.run([sys.executable, "-m", "tornado_cgen", "--help"],
+                          capture_output=True, text=True,
+                          env=harness.worker_env(), timeout=60)
+    assert proc.returncode == 0 and "bench" in proc.stdout
+
+
+def test_worker_env_points_at_this_package():
+    assert harness.PACKAGE_ROOT in harness.worker_env()["PYTHONPATH"].split(
+        os.pathsep)
