@@ -34,7 +34,7 @@ int
 tcg_call_soon(tcg_state *st, PyObject *loop, PyObject *fn, PyObject *arg,
               PyObject *ctx)
 {
-    if (st->loop.LoopType != NULL && Py_IS_TYPE(loop, st->loop.LoopType)) {
+    if (st->loop.LoopType != NULL && PyObject_TypeCheck(loop, st->loop.LoopType)) {
         return tcg_loop_call_soon(st, loop, fn, arg, ctx);
     }
     /* loop.call_soon(fn, arg, context=ctx) */

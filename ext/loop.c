@@ -1,24 +1,1435 @@
-/* loop.c: the event loop.
+/* loop.c: the event loop's C core, tornado_cgen._core.Loop.
  *
- * Not written yet: this file only registers its (empty) slice of the
- * module state.
+ * Owns: the ready queue (a ring buffer of handles), the timer heap (a binary
+ * heap of (deadline, sequence, handle) with lazy deletion of cancelled
+ * timers), epoll readiness with one reader and one writer handle per fd, the
+ * eventfd that wakes a sleeping loop from other threads, and the iteration
+ * itself.  The Python classes in tornado_cgen/loop.py (asyncio's face) and
+ * tornado_cgen/ioloop.py (Tornado's face) subclass this type and add the
+ * cold paths; everything a loop does per callback, per timer and per ready
+ * fd happens here.
+ *
+ * One iteration (loop_run_once):
+ *   1. poll: epoll_wait with timeout 0 if callbacks are ready, else until the
+ *      next timer; the GIL is released only when the wait may block.  While
+ *      callbacks are ready the poll is skipped altogether, but never for
+ *      longer than TCG_POLL_INTERVAL: a busy loop still sees I/O every
+ *      250 us (rloop's rule; asyncio and uvloop poll every iteration).
+ *      Ready fds append their reader/writer handles to the ring.
+ *   2. timers whose deadline has passed move to the ring, in deadline order
+ *      (ties in scheduling order).
+ *   3. exactly the handles in the ring at this point run, FIFO; whatever they
+ *      schedule runs in the next iteration.
+ *
+ * Threads.  The ring and heap are only touched with the GIL held, so other
+ * threads may push (call_soon_threadsafe, IOLoop.add_callback) without a
+ * lock.  The loop sets `sleeping` (with the GIL held, after a last look at
+ * the ring) just before it releases the GIL to block in epoll_wait; a push
+ * that sees `sleeping` writes the eventfd once (`wakeup_pending`).  A busy
+ * loop therefore costs other threads no syscall at all.  This relies on the
+ * GIL: free-threaded builds are not supported.
  */
 #include "tcg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TCG_POLL_INTERVAL 250e-6        /* seconds; see the file comment */
+#define TCG_MAX_TIMEOUT (24 * 3600.0)   /* as asyncio's MAXIMUM_SELECT_TIMEOUT */
+#define TCG_MAX_EVENTS 256
+#define TCG_PURGE_MIN 100               /* as asyncio: purge cancelled timers */
+
+typedef struct {
+    double when;
+    uint64_t seq;
+    tcg_HandleObject *h;   /* strong */
+} timer_entry;
+
+typedef struct {
+    tcg_HandleObject *reader;   /* strong, or NULL */
+    tcg_HandleObject *writer;   /* strong, or NULL */
+    uint32_t mask;              /* what epoll has registered for the fd */
+} fd_entry;
+
+typedef struct {
+    PyObject_HEAD
+    tcg_state *st;            /* the module state (the type keeps it alive) */
+
+    tcg_HandleObject **ring;  /* ready handles, strong; capacity power of 2 */
+    size_t ring_cap, ring_head, ring_len;
+
+    timer_entry *heap;
+    size_t heap_len, heap_cap, heap_cancelled;
+    uint64_t timer_seq;
+
+    fd_entry *fds;            /* indexed by fd */
+    size_t nfds;
+
+    int epfd, wakefd;
+    struct epoll_event events[TCG_MAX_EVENTS];
+    double last_poll;
+
+    unsigned long thread_id;  /* valid while running */
+    bool running, stopping, closed, debug;
+    bool sleeping;            /* blocked (or about to block) in epoll_wait */
+    bool wakeup_pending;      /* the eventfd was written and not yet read */
+} tcg_LoopObject;
+
+#define LOOP(op) ((tcg_LoopObject *)(op))
+
+static inline double
+monotonic_now(void)
+{
+    /* Computed as CPython's time.monotonic(), so the two agree exactly. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (double)ns / 1e9;
+}
+
+static int
+check_closed(tcg_LoopObject *lp)
+{
+    if (TCG_UNLIKELY(lp->closed)) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- waking ------------------------------------------------------------ */
+
+static void
+loop_wakeup(tcg_LoopObject *lp)
+{
+    if (lp->wakeup_pending || lp->wakefd < 0) {
+        return;
+    }
+    lp->wakeup_pending = true;
+    uint64_t one = 1;
+    ssize_t r;
+    do {
+        r = write(lp->wakefd, &one, sizeof(one));
+    } while (r < 0 && errno == EINTR);
+    /* EAGAIN: the counter is saturated, so the loop will wake anyway. */
+}
+
+/* ---- the ready ring ---------------------------------------------------- */
+
+static int
+ring_grow(tcg_LoopObject *lp)
+{
+    size_t cap = lp->ring_cap ? lp->ring_cap * 2 : 64;
+    tcg_HandleObject **ring = PyMem_Malloc(cap * sizeof(*ring));
+    if (ring == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < lp->ring_len; i++) {
+        ring[i] = lp->ring[(lp->ring_head + i) & (lp->ring_cap - 1)];
+    }
+    PyMem_Free(lp->ring);
+    lp->ring = ring;
+    lp->ring_cap = cap;
+    lp->ring_head = 0;
+    return 0;
+}
+
+/* Append `h`, stealing the reference (released on failure too). */
+static inline int
+ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
+{
+    if (TCG_UNLIKELY(lp->ring_len == lp->ring_cap) && ring_grow(lp) < 0) {
+        Py_DECREF(h);
+        return -1;
+    }
+    lp->ring[(lp->ring_head + lp->ring_len) & (lp->ring_cap - 1)] = h;
+    lp->ring_len++;
+    if (TCG_UNLIKELY(lp->sleeping)) {
+        loop_wakeup(lp);
+    }
+    return 0;
+}
+
+static inline tcg_HandleObject *
+ring_pop(tcg_LoopObject *lp)
+{
+    tcg_HandleObject *h = lp->ring[lp->ring_head];
+    lp->ring_head = (lp->ring_head + 1) & (lp->ring_cap - 1);
+    lp->ring_len--;
+    return h;
+}
+
+/* ---- the timer heap ---------------------------------------------------- */
+
+static inline bool
+timer_before(const timer_entry *a, const timer_entry *b)
+{
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
+static void
+heap_sift_up(timer_entry *heap, size_t i)
+{
+    timer_entry item = heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!timer_before(&item, &heap[parent])) {
+            break;
+        }
+        heap[i] = heap[parent];
+        i = parent;
+    }
+    heap[i] = item;
+}
+
+static void
+heap_sift_down(timer_entry *heap, size_t len, size_t i)
+{
+    timer_entry item = heap[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= len) {
+            break;
+        }
+        if (child + 1 < len && timer_before(&heap[child + 1], &heap[child])) {
+            child++;
+        }
+        if (!timer_before(&heap[child], &item)) {
+            break;
+        }
+        heap[i] = heap[child];
+        i = child;
+    }
+    heap[i] = item;
+}
+
+/* Insert `h` (borrowed; the heap takes its own reference). */
+static int
+heap_push(tcg_LoopObject *lp, tcg_HandleObject *h)
+{
+    if (lp->heap_len == lp->heap_cap) {
+        size_t cap = lp->heap_cap ? lp->heap_cap * 2 : 64;
+        timer_entry *heap = PyMem_Realloc(lp->heap, cap * sizeof(*heap));
+        if (heap == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        lp->heap = heap;
+        lp->heap_cap = cap;
+    }
+    h->seq = lp->timer_seq++;
+    h->flags |= TCG_H_SCHEDULED;
+    lp->heap[lp->heap_len] = (timer_entry){h->when, h->seq, h};
+    Py_INCREF(h);
+    heap_sift_up(lp->heap, lp->heap_len++);
+    if (TCG_UNLIKELY(lp->sleeping) && lp->heap[0].h == h) {
+        loop_wakeup(lp);   /* scheduled from another thread: new deadline */
+    }
+    return 0;
+}
+
+/* Remove the earliest timer; returns it (strong), no longer SCHEDULED. */
+static tcg_HandleObject *
+heap_pop(tcg_LoopObject *lp)
+{
+    tcg_HandleObject *h = lp->heap[0].h;
+    lp->heap[0] = lp->heap[--lp->heap_len];
+    if (lp->heap_len > 0) {
+        heap_sift_down(lp->heap, lp->heap_len, 0);
+    }
+    h->flags &= ~TCG_H_SCHEDULED;
+    if (h->flags & TCG_H_CANCELLED) {
+        lp->heap_cancelled--;
+    }
+    return h;
+}
+
+void
+tcg_loop_timer_cancelled(PyObject *loop)
+{
+    LOOP(loop)->heap_cancelled++;
+}
+
+/* Drop cancelled timers when they are many and most of the heap.  The heap
+ * is rebuilt first and the handles released after, since a release may run
+ * code that schedules timers. */
+static int
+heap_purge(tcg_LoopObject *lp)
+{
+    size_t n = lp->heap_cancelled;
+    tcg_HandleObject **dead = PyMem_Malloc(n * sizeof(*dead));
+    if (dead == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t j = 0, k = 0;
+    for (size_t i = 0; i < lp->heap_len; i++) {
+        timer_entry *e = &lp->heap[i];
+        if ((e->h->flags & TCG_H_CANCELLED) && k < n) {
+            e->h->flags &= ~TCG_H_SCHEDULED;
+            dead[k++] = e->h;
+        }
+        else {
+            lp->heap[j++] = *e;
+        }
+    }
+    lp->heap_len = j;
+    lp->heap_cancelled -= k;
+    for (size_t i = j / 2; i-- > 0;) {
+        heap_sift_down(lp->heap, lp->heap_len, i);
+    }
+    for (size_t i = 0; i < k; i++) {
+        Py_DECREF(dead[i]);
+    }
+    PyMem_Free(dead);
+    return 0;
+}
+
+/* ---- file descriptors -------------------------------------------------- */
+
+/* selectors._fileobj_to_fd: an int, or an object with fileno(). */
+static int
+fileobj_to_fd(PyObject *obj)
+{
+    long fd;
+    if (PyLong_Check(obj)) {
+        fd = PyLong_AsLong(obj);
+        if (fd == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    else {
+        PyObject *r = PyObject_CallMethod(obj, "fileno", NULL);
+        fd = -1;
+        if (r != NULL) {
+            fd = PyLong_AsLong(r);
+            Py_DECREF(r);
+        }
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError) &&
+                !PyErr_ExceptionMatches(PyExc_TypeError) &&
+                !PyErr_ExceptionMatches(PyExc_ValueError)) {
+                return -1;
+            }
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "Invalid file object: %R", obj);
+            return -1;
+        }
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+        return -1;
+    }
+    return (int)fd;
+}
+
+static fd_entry *
+fd_slot(tcg_LoopObject *lp, int fd)
+{
+    if ((size_t)fd >= lp->nfds) {
+        size_t n = lp->nfds ? lp->nfds : 64;
+        while (n <= (size_t)fd) {
+            n *= 2;
+        }
+        fd_entry *fds = PyMem_Realloc(lp->fds, n * sizeof(*fds));
+        if (fds == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memset(fds + lp->nfds, 0, (n - lp->nfds) * sizeof(*fds));
+        lp->fds = fds;
+        lp->nfds = n;
+    }
+    return &lp->fds[fd];
+}
+
+static int
+epoll_op(int epfd, int op, int fd, uint32_t events)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.fd = fd;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+/* Make epoll's registration of `fd` match its reader/writer.  When adding,
+ * failures raise OSError; when removing they cannot (the fd may be closed
+ * already, which removed it from epoll). */
+static int
+fd_update(tcg_LoopObject *lp, int fd, bool adding)
+{
+    fd_entry *e = &lp->fds[fd];
+    uint32_t want = (e->reader ? EPOLLIN : 0) | (e->writer ? EPOLLOUT : 0);
+    if (want == e->mask) {
+        return 0;
+    }
+    int op = e->mask == 0 ? EPOLL_CTL_ADD
+           : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    int rc = epoll_op(lp->epfd, op, fd, want);
+    if (rc < 0) {
+        /* Our record and the kernel's differ when a registered fd was
+         * closed (and perhaps its number reused): retry the other way. */
+        if (op == EPOLL_CTL_ADD && errno == EEXIST) {
+            rc = epoll_op(lp->epfd, EPOLL_CTL_MOD, fd, want);
+        }
+        else if (op == EPOLL_CTL_MOD && errno == ENOENT) {
+            rc = epoll_op(lp->epfd, EPOLL_CTL_ADD, fd, want);
+        }
+    }
+    if (rc < 0 && !adding) {
+        rc = 0;
+        want = 0;   /* the kernel no longer has it */
+    }
+    if (rc < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    e->mask = want;
+    return 0;
+}
+
+/* Re-create the epoll set from our records.  Used when epoll reports an fd
+ * that we cannot unregister (closed while its open file description lives
+ * on elsewhere): without this the loop would spin on it forever. */
+static void
+epoll_rebuild(tcg_LoopObject *lp)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        return;
+    }
+    (void)epoll_op(ep, EPOLL_CTL_ADD, lp->wakefd, EPOLLIN);
+    for (size_t fd = 0; fd < lp->nfds; fd++) {
+        fd_entry *e = &lp->fds[fd];
+        if (e->mask != 0 && epoll_op(ep, EPOLL_CTL_ADD, (int)fd, e->mask) < 0) {
+            e->mask = 0;
+        }
+    }
+    /* Keep the number: dup3 swaps the sets atomically. */
+    if (dup3(ep, lp->epfd, O_CLOEXEC) < 0) {
+        close(lp->epfd);
+        lp->epfd = ep;
+        return;
+    }
+    close(ep);
+}
+
+/* An event for an fd we hold nothing for: unregister it. */
+static void
+fd_stale(tcg_LoopObject *lp, int fd)
+{
+    if (epoll_op(lp->epfd, EPOLL_CTL_DEL, fd, 0) < 0) {
+        epoll_rebuild(lp);
+    }
+    if ((size_t)fd < lp->nfds) {
+        lp->fds[fd].mask = 0;
+    }
+}
+
+/* ---- scheduling -------------------------------------------------------- */
+
+/* Debug mode: the checks asyncio makes in call_soon/call_at. */
+static int
+debug_checks(tcg_LoopObject *lp, PyObject *callback, const char *method)
+{
+    PyObject *r = PyObject_CallMethod((PyObject *)lp, "_check_thread", NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    r = PyObject_CallMethod((PyObject *)lp, "_check_callback", "Os",
+                            callback, method);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+debug_source_traceback(tcg_LoopObject *lp, tcg_HandleObject *h)
+{
+    /* No C frames: extract_stack() starts at our Python caller. */
+    PyObject *tb = PyObject_CallNoArgs(lp->st->loop.extract_stack);
+    if (tb == NULL) {
+        return -1;
+    }
+    Py_XSETREF(h->source_tb, tb);
+    return 0;
+}
+
+/* Parse (callback, *args, context=None) from a fastcall vector that starts
+ * at args[skip]. */
+static int
+parse_callback_args(PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames, Py_ssize_t skip, const char *method,
+                    PyObject **callback, PyObject **context)
+{
+    *context = NULL;
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            if (!PyUnicode_Check(name) ||
+                PyUnicode_CompareWithASCIIString(name, "context") != 0) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got an unexpected keyword argument '%S'",
+                             method, name);
+                return -1;
+            }
+            *context = args[nargs + i];
+        }
+    }
+    if (nargs <= skip) {
+        PyErr_Format(PyExc_TypeError, "%s() missing a callback argument",
+                     method);
+        return -1;
+    }
+    *callback = args[skip];
+    return 0;
+}
+
+static PyObject *
+schedule_soon(tcg_LoopObject *lp, PyObject *callback, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *context, unsigned flags)
+{
+    tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, callback,
+                                         args, nargs, context, false);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->flags |= flags;
+    if (TCG_UNLIKELY(lp->debug) && debug_source_traceback(lp, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    Py_INCREF(h);
+    if (ring_push(lp, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+schedule_at(tcg_LoopObject *lp, double when, PyObject *callback,
+            PyObject *const *args, Py_ssize_t nargs, PyObject *context,
+            unsigned flags)
+{
+    tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, callback,
+                                         args, nargs, context, true);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->when = when;
+    h->flags |= flags;
+    if ((TCG_UNLIKELY(lp->debug) && debug_source_traceback(lp, h) < 0) ||
+        heap_push(lp, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    return (PyObject *)h;
+}
 
 int
 tcg_loop_call_soon(tcg_state *st, PyObject *loop, PyObject *fn,
                    PyObject *arg, PyObject *ctx)
 {
-    (void)st; (void)loop; (void)fn; (void)arg; (void)ctx;
-    PyErr_SetString(PyExc_RuntimeError, "the C loop is not built yet");
-    return -1;
+    tcg_LoopObject *lp = LOOP(loop);
+    if (check_closed(lp) < 0) {
+        return -1;
+    }
+    tcg_HandleObject *h = tcg_handle_new(st, loop, fn, &arg, 1, ctx, false);
+    if (h == NULL) {
+        return -1;
+    }
+    return ring_push(lp, h);
 }
+
+/* call_soon(callback, *args, context=None) */
+static PyObject *
+loop_call_soon(PyObject *self, PyObject *const *args, size_t nargsf,
+               PyObject *kwnames)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *callback, *context;
+    if (parse_callback_args(args, nargs, kwnames, 0, "call_soon", &callback,
+                            &context) < 0 ||
+        check_closed(lp) < 0 ||
+        (TCG_UNLIKELY(lp->debug) &&
+         debug_checks(lp, callback, "call_soon") < 0)) {
+        return NULL;
+    }
+    return schedule_soon(lp, callback, args + 1, nargs - 1, context, 0);
+}
+
+/* call_soon_threadsafe(callback, *args, context=None): the same push; the
+ * push itself wakes a sleeping loop. */
+static PyObject *
+loop_call_soon_threadsafe(PyObject *self, PyObject *const *args,
+                          size_t nargsf, PyObject *kwnames)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *callback, *context;
+    if (parse_callback_args(args, nargs, kwnames, 0, "call_soon_threadsafe",
+                            &callback, &context) < 0 ||
+        check_closed(lp) < 0) {
+        return NULL;
+    }
+    if (TCG_UNLIKELY(lp->debug)) {
+        PyObject *r = PyObject_CallMethod(self, "_check_callback", "Os",
+                                          callback, "call_soon_threadsafe");
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    return schedule_soon(lp, callback, args + 1, nargs - 1, context, 0);
+}
+
+static int
+get_time_arg(PyObject *obj, const char *none_msg, double *out)
+{
+    if (obj == Py_None) {
+        PyErr_SetString(PyExc_TypeError, none_msg);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(obj);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
+}
+
+/* call_at(when, callback, *args, context=None) */
+static PyObject *
+loop_call_at(PyObject *self, PyObject *const *args, size_t nargsf,
+             PyObject *kwnames)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *callback, *context;
+    double when;
+    if (parse_callback_args(args, nargs, kwnames, 1, "call_at", &callback,
+                            &context) < 0 ||
+        get_time_arg(args[0], "when cannot be None", &when) < 0 ||
+        check_closed(lp) < 0 ||
+        (TCG_UNLIKELY(lp->debug) &&
+         debug_checks(lp, callback, "call_at") < 0)) {
+        return NULL;
+    }
+    return schedule_at(lp, when, callback, args + 2, nargs - 2, context, 0);
+}
+
+/* call_later(delay, callback, *args, context=None) */
+static PyObject *
+loop_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
+                PyObject *kwnames)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *callback, *context;
+    double delay;
+    if (parse_callback_args(args, nargs, kwnames, 1, "call_later", &callback,
+                            &context) < 0 ||
+        get_time_arg(args[0], "delay must not be None", &delay) < 0 ||
+        check_closed(lp) < 0 ||
+        (TCG_UNLIKELY(lp->debug) &&
+         debug_checks(lp, callback, "call_at") < 0)) {
+        return NULL;
+    }
+    return schedule_at(lp, monotonic_now() + delay, callback, args + 2,
+                       nargs - 2, context, 0);
+}
+
+/* Tornado's IOLoop.add_callback(callback, *args, **kwargs): safe from any
+ * thread; run under _run_callback's rules; dropped quietly once the loop is
+ * closed (Tornado swallows that RuntimeError). */
+static PyObject *
+loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "add_callback() missing a callback argument");
+        return NULL;
+    }
+    if (lp->closed) {
+        Py_RETURN_NONE;
+    }
+    PyObject *res;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        /* Cold: bind the keywords with functools.partial, as Tornado does. */
+        PyObject *p = PyObject_Vectorcall(lp->st->loop.partial, args,
+                                          nargs, kwnames);
+        if (p == NULL) {
+            return NULL;
+        }
+        res = schedule_soon(lp, p, NULL, 0, NULL, TCG_H_TORNADO);
+        Py_DECREF(p);
+    }
+    else {
+        res = schedule_soon(lp, args[0], args + 1, nargs - 1, NULL,
+                            TCG_H_TORNADO);
+    }
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* _tornado_call_at(when, callback, *args): a timer run under
+ * _run_callback's rules; a deadline in the past means "now". */
+static PyObject *
+loop_tornado_call_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    double when;
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_tornado_call_at(when, callback, *args)");
+        return NULL;
+    }
+    if (get_time_arg(args[0], "when cannot be None", &when) < 0 ||
+        check_closed(lp) < 0) {
+        return NULL;
+    }
+    double now = monotonic_now();
+    if (!(when > now)) {
+        when = now;
+    }
+    return schedule_at(lp, when, args[1], args + 2, nargs - 2, NULL,
+                       TCG_H_TORNADO);
+}
+
+static PyObject *
+loop_time(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(monotonic_now());
+}
+
+static PyObject *
+loop_create_future(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return (PyObject *)tcg_future_new(LOOP(self)->st, self);
+}
+
+static PyObject *
+loop_stop(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tcg_LoopObject *lp = LOOP(self);
+    lp->stopping = true;
+    if (lp->sleeping) {
+        loop_wakeup(lp);   /* stop() from another thread */
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_is_running(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(LOOP(self)->running);
+}
+
+static PyObject *
+loop_is_closed(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(LOOP(self)->closed);
+}
+
+static PyObject *
+loop_wakeup_meth(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    loop_wakeup(LOOP(self));
+    Py_RETURN_NONE;
+}
+
+/* ---- readers and writers ----------------------------------------------- */
+
+static PyObject *
+add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
+       bool writer, const char *method)
+{
+    if (nargs < 2) {
+        PyErr_Format(PyExc_TypeError, "%s(fd, callback, *args)", method);
+        return NULL;
+    }
+    int fd = fileobj_to_fd(args[0]);
+    if (fd < 0 || check_closed(lp) < 0) {
+        return NULL;
+    }
+    fd_entry *e = fd_slot(lp, fd);
+    if (e == NULL) {
+        return NULL;
+    }
+    tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, args[1],
+                                         args + 2, nargs - 2, NULL, false);
+    if (h == NULL) {
+        return NULL;
+    }
+    tcg_HandleObject **slot = writer ? &e->writer : &e->reader;
+    tcg_HandleObject *old = *slot;
+    *slot = h;
+    if (fd_update(lp, fd, true) < 0) {
+        *slot = old;
+        Py_DECREF(h);
+        return NULL;
+    }
+    if (old != NULL) {
+        tcg_handle_cancel(old);
+        Py_DECREF(old);
+    }
+    return Py_NewRef(h);
+}
+
+static PyObject *
+remove_io(tcg_LoopObject *lp, PyObject *fdobj, bool writer)
+{
+    if (lp->closed) {
+        Py_RETURN_FALSE;
+    }
+    int fd = fileobj_to_fd(fdobj);
+    if (fd < 0) {
+        return NULL;
+    }
+    if ((size_t)fd >= lp->nfds) {
+        Py_RETURN_FALSE;
+    }
+    fd_entry *e = &lp->fds[fd];
+    tcg_HandleObject **slot = writer ? &e->writer : &e->reader;
+    tcg_HandleObject *old = *slot;
+    *slot = NULL;
+    (void)fd_update(lp, fd, false);
+    if (old == NULL) {
+        Py_RETURN_FALSE;
+    }
+    tcg_handle_cancel(old);
+    Py_DECREF(old);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+loop_add_reader(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return add_io(LOOP(self), args, nargs, false, "_add_reader");
+}
+
+static PyObject *
+loop_add_writer(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return add_io(LOOP(self), args, nargs, true, "_add_writer");
+}
+
+static PyObject *
+loop_remove_reader(PyObject *self, PyObject *fd)
+{
+    return remove_io(LOOP(self), fd, false);
+}
+
+static PyObject *
+loop_remove_writer(PyObject *self, PyObject *fd)
+{
+    return remove_io(LOOP(self), fd, true);
+}
+
+/* _fd_key(fd) -> (events, reader, writer) with selectors' EVENT_READ = 1
+ * and EVENT_WRITE = 2, or None: what the stdlib's reprs ask a selector. */
+static PyObject *
+loop_fd_key(PyObject *self, PyObject *fdobj)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    int fd = fileobj_to_fd(fdobj);
+    if (fd < 0) {
+        return NULL;
+    }
+    if ((size_t)fd >= lp->nfds ||
+        (lp->fds[fd].reader == NULL && lp->fds[fd].writer == NULL)) {
+        Py_RETURN_NONE;
+    }
+    fd_entry *e = &lp->fds[fd];
+    return Py_BuildValue("(iOO)", (e->reader ? 1 : 0) | (e->writer ? 2 : 0),
+                         e->reader ? (PyObject *)e->reader : Py_None,
+                         e->writer ? (PyObject *)e->writer : Py_None);
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+/* Queue the handles of the fds epoll reported. */
+static int
+dispatch_events(tcg_LoopObject *lp, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int fd = lp->events[i].data.fd;
+        uint32_t ev = lp->events[i].events;
+        if (fd == lp->wakefd) {
+            uint64_t v;
+            while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+            }
+            lp->wakeup_pending = false;
+            continue;
+        }
+        if ((size_t)fd >= lp->nfds ||
+            (lp->fds[fd].reader == NULL && lp->fds[fd].writer == NULL)) {
+            fd_stale(lp, fd);
+            continue;
+        }
+        fd_entry *e = &lp->fds[fd];
+        /* As selectors: errors and hang-ups wake readers and writers.
+         * Own both first: releasing one may run code that changes `e`. */
+        tcg_HandleObject *todo[2] = {
+            (ev & ~(uint32_t)EPOLLOUT) ? e->reader : NULL,
+            (ev & ~(uint32_t)EPOLLIN) ? e->writer : NULL,
+        };
+        Py_XINCREF(todo[0]);
+        Py_XINCREF(todo[1]);
+        int rc = 0;
+        for (int k = 0; k < 2; k++) {
+            tcg_HandleObject *h = todo[k];
+            if (h == NULL) {
+                continue;
+            }
+            todo[k] = NULL;
+            if (h->flags & TCG_H_CANCELLED) {
+                /* Cancelled through its handle: unregister, as asyncio. */
+                e = &lp->fds[fd];
+                tcg_HandleObject **slot = k ? &e->writer : &e->reader;
+                if (*slot == h) {
+                    *slot = NULL;
+                    (void)fd_update(lp, fd, false);
+                    Py_DECREF(h);   /* the slot's reference */
+                }
+                Py_DECREF(h);
+            }
+            else if (rc == 0) {
+                rc = ring_push(lp, h);   /* steals */
+            }
+            else {
+                Py_DECREF(h);
+            }
+        }
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+loop_poll(tcg_LoopObject *lp, double timeout)
+{
+    int n;
+    double deadline = monotonic_now() + timeout;
+    for (;;) {
+        int ms;
+        if (timeout == 0.0) {
+            ms = 0;
+        }
+        else {
+            /* Python signal handlers that are due run first: they may
+             * schedule callbacks or raise KeyboardInterrupt. */
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
+            lp->sleeping = true;
+            if (lp->ring_len > 0 || lp->stopping) {
+                ms = 0;
+            }
+            else if (timeout < 0) {
+                ms = -1;
+            }
+            else {
+                /* Round up: waking before the deadline would spin. */
+                double left = deadline - monotonic_now();
+                ms = left <= 0 ? 0 : (int)ceil(left * 1e3);
+            }
+        }
+        int epfd = lp->epfd;
+        int maxevents = TCG_MAX_EVENTS;
+        struct epoll_event *events = lp->events;
+        if (ms == 0) {
+            n = epoll_wait(epfd, events, maxevents, 0);
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            n = epoll_wait(epfd, events, maxevents, ms);
+            Py_END_ALLOW_THREADS
+        }
+        lp->sleeping = false;
+        if (n >= 0) {
+            break;
+        }
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        /* EINTR: run the signal handlers, then wait for what is left. */
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
+    lp->last_poll = monotonic_now();
+    return dispatch_events(lp, n);
+}
+
+static int
+run_handle_debug(tcg_LoopObject *lp, tcg_HandleObject *h)
+{
+    PyObject *r = PyObject_CallMethodOneArg((PyObject *)lp,
+                                            lp->st->loop.str_log_slow,
+                                            (PyObject *)h);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+loop_run_once(tcg_LoopObject *lp)
+{
+    tcg_state *st = lp->st;
+    double now = monotonic_now();
+
+    if (lp->heap_cancelled > TCG_PURGE_MIN &&
+        lp->heap_cancelled * 2 > lp->heap_len) {
+        if (heap_purge(lp) < 0) {
+            return -1;
+        }
+    }
+    /* Drop cancelled timers at the head so they do not set the timeout. */
+    while (lp->heap_len > 0 && (lp->heap[0].h->flags & TCG_H_CANCELLED)) {
+        Py_DECREF(heap_pop(lp));
+    }
+
+    if (lp->ring_len > 0 || lp->stopping) {
+        if (lp->stopping || now - lp->last_poll >= TCG_POLL_INTERVAL) {
+            if (loop_poll(lp, 0.0) < 0) {
+                return -1;
+            }
+            now = lp->last_poll;
+        }
+    }
+    else {
+        double timeout = -1.0;
+        if (lp->heap_len > 0) {
+            timeout = lp->heap[0].when - now;
+            if (timeout < 0) {
+                timeout = 0;
+            }
+            else if (timeout > TCG_MAX_TIMEOUT) {
+                timeout = TCG_MAX_TIMEOUT;
+            }
+        }
+        if (loop_poll(lp, timeout) < 0) {
+            return -1;
+        }
+        now = lp->last_poll;
+    }
+
+    /* Timers due (1 ns: the monotonic clock's resolution). */
+    double end = now + 1e-9;
+    while (lp->heap_len > 0 && lp->heap[0].when <= end) {
+        tcg_HandleObject *h = heap_pop(lp);
+        if (h->flags & TCG_H_CANCELLED) {
+            Py_DECREF(h);
+            continue;
+        }
+        if (ring_push(lp, h) < 0) {
+            return -1;
+        }
+    }
+
+    /* Run what is ready now; what they schedule waits for the next turn. */
+    size_t ntodo = lp->ring_len;
+    for (size_t i = 0; i < ntodo && lp->ring_len > 0; i++) {
+        tcg_HandleObject *h = ring_pop(lp);
+        int rc = 0;
+        if (!(h->flags & TCG_H_CANCELLED)) {
+            rc = TCG_UNLIKELY(lp->debug) ? run_handle_debug(lp, h)
+                                         : tcg_handle_run(st, h);
+        }
+        Py_DECREF(h);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+set_running_cache(tcg_LoopObject *lp)
+{
+    tcg_common_state *c = &lp->st->c;
+    if (c->running_loop != (PyObject *)lp || c->running_thread != lp->thread_id) {
+        c->running_loop = (PyObject *)lp;
+        c->running_thread = lp->thread_id;
+    }
+}
+
+static int
+begin_running(tcg_LoopObject *lp)
+{
+    if (check_closed(lp) < 0) {
+        return -1;
+    }
+    if (lp->running) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "This event loop is already running");
+        return -1;
+    }
+    lp->running = true;
+    lp->thread_id = PyThread_get_thread_ident();
+    return 0;
+}
+
+static void
+end_running(tcg_LoopObject *lp)
+{
+    lp->running = false;
+    lp->stopping = false;
+    if (lp->st->c.running_loop == (PyObject *)lp) {
+        lp->st->c.running_loop = NULL;
+        lp->st->c.running_thread = 0;
+    }
+}
+
+/* _run_forever_core(): iterate until stop().  The Python face wraps this
+ * with what asyncio does once per run (asyncgen hooks, the running-loop
+ * thread state, coroutine origin tracking). */
+static PyObject *
+loop_run_forever_core(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tcg_LoopObject *lp = LOOP(self);
+    if (begin_running(lp) < 0) {
+        return NULL;
+    }
+    Py_INCREF(self);   /* a callback may drop the last other reference */
+    int rc = 0;
+    for (;;) {
+        set_running_cache(lp);
+        if (loop_run_once(lp) < 0) {
+            rc = -1;
+            break;
+        }
+        if (lp->stopping) {
+            break;
+        }
+    }
+    end_running(lp);
+    Py_DECREF(self);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* _run_once(): one iteration, for tests and embedding. */
+static PyObject *
+loop_run_once_meth(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tcg_LoopObject *lp = LOOP(self);
+    bool was_running = lp->running;
+    if (!was_running) {
+        if (begin_running(lp) < 0) {
+            return NULL;
+        }
+        set_running_cache(lp);
+    }
+    Py_INCREF(self);
+    int rc = loop_run_once(lp);
+    if (!was_running) {
+        end_running(lp);
+    }
+    Py_DECREF(self);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- closing and GC ---------------------------------------------------- */
+
+/* Release every handle and (if `fds`) our descriptors.  The structures are
+ * emptied before any reference is dropped: a release may run code. */
+static void
+loop_release(tcg_LoopObject *lp, bool fds)
+{
+    tcg_HandleObject **ring = lp->ring;
+    size_t ring_cap = lp->ring_cap, ring_head = lp->ring_head;
+    size_t ring_len = lp->ring_len;
+    timer_entry *heap = lp->heap;
+    size_t heap_len = lp->heap_len;
+    fd_entry *fdtab = lp->fds;
+    size_t nfds = lp->nfds;
+
+    lp->ring = NULL;
+    lp->ring_cap = lp->ring_head = lp->ring_len = 0;
+    lp->heap = NULL;
+    lp->heap_len = lp->heap_cap = lp->heap_cancelled = 0;
+    lp->fds = NULL;
+    lp->nfds = 0;
+    if (fds) {
+        if (lp->epfd >= 0) {
+            close(lp->epfd);
+        }
+        if (lp->wakefd >= 0) {
+            close(lp->wakefd);
+        }
+        lp->epfd = lp->wakefd = -1;
+    }
+
+    for (size_t i = 0; i < ring_len; i++) {
+        Py_DECREF(ring[(ring_head + i) & (ring_cap - 1)]);
+    }
+    for (size_t i = 0; i < heap_len; i++) {
+        heap[i].h->flags &= ~TCG_H_SCHEDULED;
+        Py_DECREF(heap[i].h);
+    }
+    for (size_t i = 0; i < nfds; i++) {
+        Py_XDECREF(fdtab[i].reader);
+        Py_XDECREF(fdtab[i].writer);
+    }
+    PyMem_Free(ring);
+    PyMem_Free(heap);
+    PyMem_Free(fdtab);
+}
+
+/* _close_core(): the C half of close(); idempotent. */
+static PyObject *
+loop_close_core(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tcg_LoopObject *lp = LOOP(self);
+    if (lp->running) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot close a running event loop");
+        return NULL;
+    }
+    lp->closed = true;
+    loop_release(lp, true);
+    Py_RETURN_NONE;
+}
+
+static int
+loop_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    Py_VISIT(Py_TYPE(self));
+    for (size_t i = 0; i < lp->ring_len; i++) {
+        Py_VISIT(lp->ring[(lp->ring_head + i) & (lp->ring_cap - 1)]);
+    }
+    for (size_t i = 0; i < lp->heap_len; i++) {
+        Py_VISIT(lp->heap[i].h);
+    }
+    for (size_t i = 0; i < lp->nfds; i++) {
+        Py_VISIT(lp->fds[i].reader);
+        Py_VISIT(lp->fds[i].writer);
+    }
+    return 0;
+}
+
+static int
+loop_clear(PyObject *self)
+{
+    loop_release(LOOP(self), false);
+    return 0;
+}
+
+static void
+loop_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    tcg_LoopObject *lp = LOOP(self);
+    if (lp->st->c.running_loop == self) {
+        lp->st->c.running_loop = NULL;
+    }
+    loop_release(lp, true);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    /* Arguments belong to the Python subclasses' __init__. */
+    tcg_state *st = tcg_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    tcg_LoopObject *lp = (tcg_LoopObject *)type->tp_alloc(type, 0);
+    if (lp == NULL) {
+        return NULL;
+    }
+    lp->st = st;
+    lp->epfd = lp->wakefd = -1;
+    lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (lp->epfd >= 0) {
+        lp->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    }
+    if (lp->epfd < 0 || lp->wakefd < 0 ||
+        epoll_op(lp->epfd, EPOLL_CTL_ADD, lp->wakefd, EPOLLIN) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(lp);
+        return NULL;
+    }
+    return (PyObject *)lp;
+}
+
+/* ---- attributes asyncio's BaseEventLoop reads and writes --------------- */
+
+static PyObject *
+get_thread_id(PyObject *self, void *c)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    if (!lp->running) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(lp->thread_id);
+}
+
+static int
+set_thread_id(PyObject *self, PyObject *v, void *c)
+{
+    /* BaseEventLoop.__init__ writes None; the C core keeps the truth. */
+    return 0;
+}
+
+#define BOOL_ATTR(name)                                               \
+    static PyObject *get_##name(PyObject *self, void *c)              \
+    {                                                                 \
+        return PyBool_FromLong(LOOP(self)->name);                     \
+    }                                                                 \
+    static int set_##name(PyObject *self, PyObject *v, void *c)       \
+    {                                                                 \
+        if (v == NULL) {                                              \
+            PyErr_SetString(PyExc_AttributeError, "cannot delete");   \
+            return -1;                                                \
+        }                                                             \
+        int t = PyObject_IsTrue(v);                                   \
+        if (t < 0) {                                                  \
+            return -1;                                                \
+        }                                                             \
+        LOOP(self)->name = t;                                         \
+        return 0;                                                     \
+    }
+
+BOOL_ATTR(closed)
+BOOL_ATTR(stopping)
+BOOL_ATTR(debug)
+
+static PyObject *
+get_ready_count(PyObject *self, void *c)
+{
+    return PyLong_FromSize_t(LOOP(self)->ring_len);
+}
+
+static PyObject *
+get_timer_count(PyObject *self, void *c)
+{
+    return PyLong_FromSize_t(LOOP(self)->heap_len);
+}
+
+static PyObject *
+get_timer_cancelled_count(PyObject *self, void *c)
+{
+    return PyLong_FromSize_t(LOOP(self)->heap_cancelled);
+}
+
+static int
+set_ignored(PyObject *self, PyObject *v, void *c)
+{
+    return 0;
+}
+
+static PyGetSetDef loop_getset[] = {
+    {"_thread_id", get_thread_id, set_thread_id, NULL, NULL},
+    {"_closed", get_closed, set_closed, NULL, NULL},
+    {"_stopping", get_stopping, set_stopping, NULL, NULL},
+    {"_debug", get_debug, set_debug, NULL, NULL},
+    {"_ready_count", get_ready_count, NULL,
+     "Number of handles in the ready queue.", NULL},
+    {"_timer_count", get_timer_count, NULL,
+     "Number of timers in the heap (cancelled ones included).", NULL},
+    {"_timer_cancelled_count", get_timer_cancelled_count, set_ignored,
+     NULL, NULL},
+    {NULL},
+};
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef loop_methods[] = {
+    {"call_soon", (PyCFunction)(void (*)(void))loop_call_soon, FASTKW, NULL},
+    {"call_soon_threadsafe",
+     (PyCFunction)(void (*)(void))loop_call_soon_threadsafe, FASTKW, NULL},
+    {"call_later", (PyCFunction)(void (*)(void))loop_call_later, FASTKW, NULL},
+    {"call_at", (PyCFunction)(void (*)(void))loop_call_at, FASTKW, NULL},
+    {"add_callback", (PyCFunction)(void (*)(void))loop_add_callback, FASTKW,
+     "Tornado's add_callback: safe from any thread."},
+    {"_tornado_call_at", (PyCFunction)(void (*)(void))loop_tornado_call_at,
+     METH_FASTCALL, NULL},
+    {"time", loop_time, METH_NOARGS, "The loop's monotonic clock."},
+    {"create_future", loop_create_future, METH_NOARGS, NULL},
+    {"stop", loop_stop, METH_NOARGS, NULL},
+    {"is_running", loop_is_running, METH_NOARGS, NULL},
+    {"is_closed", loop_is_closed, METH_NOARGS, NULL},
+    {"_add_reader", (PyCFunction)(void (*)(void))loop_add_reader,
+     METH_FASTCALL, NULL},
+    {"_add_writer", (PyCFunction)(void (*)(void))loop_add_writer,
+     METH_FASTCALL, NULL},
+    {"_remove_reader", loop_remove_reader, METH_O, NULL},
+    {"_remove_writer", loop_remove_writer, METH_O, NULL},
+    {"_fd_key", loop_fd_key, METH_O, NULL},
+    {"_wakeup", loop_wakeup_meth, METH_NOARGS, NULL},
+    {"_run_forever_core", loop_run_forever_core, METH_NOARGS, NULL},
+    {"_run_once", loop_run_once_meth, METH_NOARGS, NULL},
+    {"_close_core", loop_close_core, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyType_Slot loop_slots[] = {
+    {Py_tp_doc, "The C core of tornado_cgen's event loop (use "
+                "tornado_cgen.new_event_loop() or IOLoop())."},
+    {Py_tp_new, loop_new},
+    {Py_tp_dealloc, loop_dealloc},
+    {Py_tp_traverse, loop_traverse},
+    {Py_tp_clear, loop_clear},
+    {Py_tp_methods, loop_methods},
+    {Py_tp_getset, loop_getset},
+    {0, NULL},
+};
+
+static PyType_Spec loop_spec = {
+    .name = "tornado_cgen._core.Loop",
+    .basicsize = sizeof(tcg_LoopObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = loop_slots,
+};
 
 int
 tcg_loop_exec(PyObject *m, tcg_state *st)
 {
-    (void)m;
-    st->loop.LoopType = NULL;
+    if (tcg_handle_exec(m, st) < 0) {
+        return -1;
+    }
+    st->loop.LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &loop_spec,
+                                                                 NULL);
+    if (st->loop.LoopType == NULL ||
+        PyModule_AddType(m, st->loop.LoopType) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -26,6 +1437,11 @@ int
 tcg_loop_traverse(tcg_state *st, visitproc visit, void *arg)
 {
     Py_VISIT(st->loop.LoopType);
+    Py_VISIT(st->loop.HandleType);
+    Py_VISIT(st->loop.TimerHandleType);
+    Py_VISIT(st->loop.partial);
+    Py_VISIT(st->loop.format_cb_source);
+    Py_VISIT(st->loop.extract_stack);
     return 0;
 }
 
@@ -33,4 +1449,5 @@ void
 tcg_loop_clear(tcg_state *st)
 {
     Py_CLEAR(st->loop.LoopType);
+    tcg_handle_clear(st);
 }

@@ -9,6 +9,8 @@ fallback.
 """
 from . import _core  # noqa: F401  (fails loudly if the extension is missing)
 
+from .loop import EventLoopPolicy, new_event_loop, run  # noqa: E402
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "new_event_loop", "EventLoopPolicy", "run"]

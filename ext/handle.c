@@ -1,0 +1,658 @@
+/* handle.c: Handle and TimerHandle, the loop's record of one callback.
+ *
+ * Owns: the two handle types (asyncio's face: cancel(), cancelled(),
+ * when(), get_context(), the private attributes the stdlib's transports and
+ * reprs read), their freelist, and tcg_handle_run(): calling the callback in
+ * its context and reporting what it raises.  A handle scheduled by the
+ * Tornado face (TCG_H_TORNADO) is run under IOLoop._run_callback's rules:
+ * Exceptions are logged on tornado.application, CancelledError is dropped,
+ * and a non-None result is handed to the loop's _tornado_callback_result.
+ * Everything else follows asyncio's Handle._run.
+ */
+#include "tcg.h"
+
+#define FREELIST_MAX ((int)(sizeof(((tcg_loop_state *)0)->freelist) / \
+                            sizeof(tcg_HandleObject *)))
+
+/* ---- construction ------------------------------------------------------ */
+
+tcg_HandleObject *
+tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
+               PyObject *const *args, Py_ssize_t nargs, PyObject *context,
+               bool timer)
+{
+    PyObject *argtuple = NULL;
+    if (nargs >= 2) {
+        argtuple = PyTuple_New(nargs);
+        if (argtuple == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            PyTuple_SET_ITEM(argtuple, i, Py_NewRef(args[i]));
+        }
+    }
+    if (context == NULL || context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            Py_XDECREF(argtuple);
+            return NULL;
+        }
+    }
+    else {
+        Py_INCREF(context);
+    }
+
+    tcg_HandleObject *h;
+    tcg_loop_state *ls = &st->loop;
+    if (!timer && ls->nfree > 0) {
+        h = ls->freelist[--ls->nfree];
+        PyObject_Init((PyObject *)h, ls->HandleType);
+    }
+    else {
+        h = PyObject_GC_New(tcg_HandleObject,
+                            timer ? ls->TimerHandleType : ls->HandleType);
+        if (h == NULL) {
+            Py_XDECREF(argtuple);
+            Py_DECREF(context);
+            return NULL;
+        }
+    }
+    h->callback = Py_NewRef(callback);
+    h->arg1 = nargs == 1 ? Py_NewRef(args[0]) : NULL;
+    h->args = argtuple;
+    h->context = context;
+    h->loop = Py_NewRef(loop);
+    h->source_tb = NULL;
+    h->repr = NULL;
+    h->when = 0.0;
+    h->seq = 0;
+    h->flags = timer ? TCG_H_TIMER : 0;
+    PyObject_GC_Track(h);
+    return h;
+}
+
+/* The arguments as a tuple (new reference). */
+static PyObject *
+handle_args_tuple(tcg_state *st, tcg_HandleObject *h)
+{
+    if (h->args != NULL) {
+        return Py_NewRef(h->args);
+    }
+    if (h->arg1 != NULL) {
+        return PyTuple_Pack(1, h->arg1);
+    }
+    if (h->callback == NULL) {
+        Py_RETURN_NONE;   /* asyncio drops _args on cancel */
+    }
+    return Py_NewRef(st->c.empty_tuple);
+}
+
+void
+tcg_handle_cancel(tcg_HandleObject *h)
+{
+    if (h->flags & TCG_H_CANCELLED) {
+        return;
+    }
+    h->flags |= TCG_H_CANCELLED;
+    if ((h->flags & TCG_H_SCHEDULED) && h->loop != NULL) {
+        tcg_loop_timer_cancelled(h->loop);
+    }
+    /* Drop the callback at once (as asyncio does) so cancelled timers in
+     * the heap hold nothing big; these decrefs may run arbitrary code, so
+     * the fields are emptied first. */
+    PyObject *cb = h->callback, *a1 = h->arg1, *args = h->args;
+    h->callback = h->arg1 = h->args = NULL;
+    Py_XDECREF(cb);
+    Py_XDECREF(a1);
+    Py_XDECREF(args);
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+static bool
+is_fatal_exception(void)
+{
+    return PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+           PyErr_ExceptionMatches(PyExc_SystemExit);
+}
+
+/* Report the current exception asyncio's way: through
+ * loop.call_exception_handler({'message', 'exception', 'handle',
+ * ['source_traceback']}).  -1 if a fatal exception escapes the handler. */
+static int
+report_asyncio(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
+               PyObject *args)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL && exc != NULL) {
+        PyException_SetTraceback(exc, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+
+    int rc = 0;
+    PyObject *ctx = NULL, *src = NULL, *msg = NULL, *res = NULL;
+    src = PyObject_CallFunctionObjArgs(st->loop.format_cb_source, cb, args,
+                                       NULL);
+    if (src == NULL) {
+        goto error;
+    }
+    msg = PyUnicode_FromFormat("Exception in callback %U", src);
+    if (msg == NULL || (ctx = PyDict_New()) == NULL ||
+        PyDict_SetItem(ctx, st->c.str_message, msg) < 0 ||
+        PyDict_SetItem(ctx, st->c.str_exception, exc ? exc : Py_None) < 0 ||
+        PyDict_SetItem(ctx, st->loop.str_handle, (PyObject *)h) < 0 ||
+        (h->source_tb != NULL &&
+         PyDict_SetItem(ctx, st->c.str_source_traceback, h->source_tb) < 0)) {
+        goto error;
+    }
+    res = PyObject_CallMethodOneArg(h->loop, st->c.str_call_exception_handler,
+                                    ctx);
+    if (res == NULL) {
+        goto error;
+    }
+    goto done;
+error:
+    if (is_fatal_exception()) {
+        rc = -1;
+    }
+    else {
+        PyErr_WriteUnraisable(h->loop);
+    }
+done:
+    Py_XDECREF(exc);
+    Py_XDECREF(src);
+    Py_XDECREF(msg);
+    Py_XDECREF(ctx);
+    Py_XDECREF(res);
+    return rc;
+}
+
+/* Tornado's _run_callback error path: log an Exception on
+ * tornado.application as "Exception in callback %r" with the callback shown
+ * as the functools.partial Tornado would have built. */
+static void
+report_tornado(tcg_state *st, PyObject *cb, PyObject *args)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyObject *partial = NULL;
+    PyObject *pargs = PyTuple_New(1 + PyTuple_GET_SIZE(args));
+    if (pargs != NULL) {
+        PyTuple_SET_ITEM(pargs, 0, Py_NewRef(cb));
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
+            PyTuple_SET_ITEM(pargs, i + 1,
+                             Py_NewRef(PyTuple_GET_ITEM(args, i)));
+        }
+        partial = PyObject_Call(st->loop.partial, pargs, NULL);
+        Py_DECREF(pargs);
+    }
+    if (partial == NULL) {
+        PyErr_Clear();
+    }
+    PyErr_Restore(type, exc, tb);
+    tcg_log_current_exception(st, st->c.app_log, "Exception in callback %r",
+                              partial ? partial : cb);
+    Py_XDECREF(partial);
+}
+
+int
+tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
+{
+    if (h->callback == NULL) {
+        return 0;   /* cancelled */
+    }
+    /* Own everything we use: the callback may cancel its own handle. */
+    PyObject *cb = Py_NewRef(h->callback);
+    PyObject *a1 = Py_XNewRef(h->arg1);
+    PyObject *args = Py_XNewRef(h->args);
+    PyObject *ctx = Py_XNewRef(h->context);
+    bool tornado = (h->flags & TCG_H_TORNADO) != 0;
+    int rc = 0;
+
+    PyObject *res;
+    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+        res = NULL;
+    }
+    else {
+        if (args != NULL) {
+            res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0),
+                                      PyTuple_GET_SIZE(args), NULL);
+        }
+        else if (a1 != NULL) {
+            res = PyObject_CallOneArg(cb, a1);
+        }
+        else {
+            res = PyObject_CallNoArgs(cb);
+        }
+        if (ctx != NULL && PyContext_Exit(ctx) < 0) {
+            Py_CLEAR(res);
+        }
+    }
+
+    if (res != NULL && tornado && res != Py_None) {
+        /* Tornado: a returned awaitable is awaited, its failure logged. */
+        PyObject *r2 = PyObject_CallMethodOneArg(
+            h->loop, st->loop.str_run_callback_result, res);
+        Py_DECREF(res);
+        res = r2;
+    }
+    if (res == NULL) {
+        if (is_fatal_exception()) {
+            rc = -1;
+        }
+        else if (tornado && PyErr_ExceptionMatches(st->c.CancelledError)) {
+            PyErr_Clear();
+        }
+        else {
+            PyObject *argt = args ? Py_NewRef(args)
+                           : a1 ? PyTuple_Pack(1, a1)
+                           : Py_NewRef(st->c.empty_tuple);
+            if (argt == NULL) {
+                rc = -1;
+            }
+            else if (tornado && PyErr_ExceptionMatches(PyExc_Exception)) {
+                report_tornado(st, cb, argt);
+            }
+            else {
+                rc = report_asyncio(st, h, cb, argt);
+            }
+            Py_XDECREF(argt);
+        }
+    }
+    Py_XDECREF(res);
+    Py_DECREF(cb);
+    Py_XDECREF(a1);
+    Py_XDECREF(args);
+    Py_XDECREF(ctx);
+    return rc;
+}
+
+/* ---- the types --------------------------------------------------------- */
+
+static int
+handle_traverse(tcg_HandleObject *h, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(h));
+    Py_VISIT(h->callback);
+    Py_VISIT(h->arg1);
+    Py_VISIT(h->args);
+    Py_VISIT(h->context);
+    Py_VISIT(h->loop);
+    Py_VISIT(h->source_tb);
+    Py_VISIT(h->repr);
+    return 0;
+}
+
+static int
+handle_clear(tcg_HandleObject *h)
+{
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->arg1);
+    Py_CLEAR(h->args);
+    Py_CLEAR(h->context);
+    Py_CLEAR(h->loop);
+    Py_CLEAR(h->source_tb);
+    Py_CLEAR(h->repr);
+    return 0;
+}
+
+static void
+handle_dealloc(tcg_HandleObject *h)
+{
+    PyTypeObject *tp = Py_TYPE(h);
+    PyObject_GC_UnTrack(h);
+    handle_clear(h);
+    tcg_state *st = tcg_state_from_type(tp);
+    if (st != NULL && tp == st->loop.HandleType &&
+        st->loop.nfree < FREELIST_MAX) {
+        st->loop.freelist[st->loop.nfree++] = h;
+    }
+    else {
+        PyErr_Clear();
+        tp->tp_free((PyObject *)h);
+    }
+    Py_DECREF(tp);
+}
+
+static PyObject *
+handle_cancel_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    tcg_handle_cancel(h);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+handle_cancelled_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(h->flags & TCG_H_CANCELLED);
+}
+
+static PyObject *
+handle_get_context(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(h->context ? h->context : Py_None);
+}
+
+static PyObject *
+handle_run_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    tcg_state *st = tcg_state_from_type(Py_TYPE(h));
+    if (st == NULL || tcg_handle_run(st, h) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+handle_when(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(h->when);
+}
+
+static PyObject *
+handle_repr(tcg_HandleObject *h)
+{
+    if (h->repr != NULL) {
+        return Py_NewRef(h->repr);
+    }
+    tcg_state *st = tcg_state_from_type(Py_TYPE(h));
+    if (st == NULL) {
+        return NULL;
+    }
+    PyObject *parts = PyList_New(0), *item = NULL, *res = NULL;
+    if (parts == NULL) {
+        return NULL;
+    }
+    item = PyUnicode_FromString((h->flags & TCG_H_TIMER) ? "TimerHandle"
+                                                        : "Handle");
+    if (item == NULL || PyList_Append(parts, item) < 0) {
+        goto done;
+    }
+    Py_CLEAR(item);
+    if (h->flags & TCG_H_CANCELLED) {
+        item = PyUnicode_FromString("cancelled");
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (h->flags & TCG_H_TIMER) {
+        PyObject *w = PyFloat_FromDouble(h->when);
+        if (w == NULL) {
+            goto done;
+        }
+        item = PyUnicode_FromFormat("when=%R", w);
+        Py_DECREF(w);
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (h->callback != NULL) {
+        PyObject *args = handle_args_tuple(st, h);
+        if (args == NULL) {
+            goto done;
+        }
+        item = PyObject_CallFunctionObjArgs(st->loop.format_cb_source,
+                                            h->callback, args, NULL);
+        Py_DECREF(args);
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (h->source_tb != NULL && PyList_Check(h->source_tb) &&
+        PyList_GET_SIZE(h->source_tb) > 0) {
+        PyObject *frame = PyList_GET_ITEM(h->source_tb,
+                                          PyList_GET_SIZE(h->source_tb) - 1);
+        PyObject *fn = PySequence_GetItem(frame, 0);
+        PyObject *ln = fn ? PySequence_GetItem(frame, 1) : NULL;
+        if (ln != NULL) {
+            item = PyUnicode_FromFormat("created at %S:%S", fn, ln);
+        }
+        Py_XDECREF(fn);
+        Py_XDECREF(ln);
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    PyObject *sep = PyUnicode_FromString(" ");
+    if (sep != NULL) {
+        PyObject *joined = PyUnicode_Join(sep, parts);
+        Py_DECREF(sep);
+        if (joined != NULL) {
+            res = PyUnicode_FromFormat("<%U>", joined);
+            Py_DECREF(joined);
+        }
+    }
+done:
+    Py_XDECREF(item);
+    Py_DECREF(parts);
+    return res;
+}
+
+static PyObject *
+timer_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if (Py_TYPE(a) != Py_TYPE(b)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    tcg_HandleObject *x = (tcg_HandleObject *)a, *y = (tcg_HandleObject *)b;
+    if (op == Py_EQ || op == Py_NE) {
+        bool eq = a == b ||
+                  (x->when == y->when && x->callback == y->callback &&
+                   x->arg1 == y->arg1 && x->args == y->args &&
+                   (x->flags & TCG_H_CANCELLED) == (y->flags & TCG_H_CANCELLED));
+        return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+    }
+    Py_RETURN_RICHCOMPARE(x->when, y->when, op);
+}
+
+static Py_hash_t
+timer_hash(PyObject *a)
+{
+    PyObject *w = PyFloat_FromDouble(((tcg_HandleObject *)a)->when);
+    if (w == NULL) {
+        return -1;
+    }
+    Py_hash_t hash = PyObject_Hash(w);
+    Py_DECREF(w);
+    return hash;
+}
+
+/* Attributes the stdlib reads on handles (reprs, transports, tests). */
+static PyObject *
+get_callback(tcg_HandleObject *h, void *c)
+{
+    return Py_NewRef(h->callback ? h->callback : Py_None);
+}
+
+static PyObject *
+get_args(tcg_HandleObject *h, void *c)
+{
+    tcg_state *st = tcg_state_from_type(Py_TYPE(h));
+    return st ? handle_args_tuple(st, h) : NULL;
+}
+
+static PyObject *
+get_cancelled(tcg_HandleObject *h, void *c)
+{
+    return PyBool_FromLong(h->flags & TCG_H_CANCELLED);
+}
+
+static PyObject *
+get_scheduled(tcg_HandleObject *h, void *c)
+{
+    return PyBool_FromLong(h->flags & TCG_H_SCHEDULED);
+}
+
+static PyObject *
+get_loop(tcg_HandleObject *h, void *c)
+{
+    return Py_NewRef(h->loop ? h->loop : Py_None);
+}
+
+static PyObject *
+get_source_tb(tcg_HandleObject *h, void *c)
+{
+    return Py_NewRef(h->source_tb ? h->source_tb : Py_None);
+}
+
+static int
+set_source_tb(tcg_HandleObject *h, PyObject *v, void *c)
+{
+    Py_XSETREF(h->source_tb, v == Py_None ? NULL : Py_XNewRef(v));
+    return 0;
+}
+
+static PyObject *
+get_context(tcg_HandleObject *h, void *c)
+{
+    return Py_NewRef(h->context ? h->context : Py_None);
+}
+
+static PyGetSetDef handle_getset[] = {
+    {"_callback", (getter)get_callback, NULL, NULL, NULL},
+    {"_args", (getter)get_args, NULL, NULL, NULL},
+    {"_cancelled", (getter)get_cancelled, NULL, NULL, NULL},
+    {"_scheduled", (getter)get_scheduled, NULL, NULL, NULL},
+    {"_loop", (getter)get_loop, NULL, NULL, NULL},
+    {"_context", (getter)get_context, NULL, NULL, NULL},
+    {"_source_traceback", (getter)get_source_tb, (setter)set_source_tb,
+     NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef handle_methods[] = {
+    {"cancel", (PyCFunction)handle_cancel_meth, METH_NOARGS, NULL},
+    {"cancelled", (PyCFunction)handle_cancelled_meth, METH_NOARGS, NULL},
+    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS, NULL},
+    {"_run", (PyCFunction)handle_run_meth, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyObject *
+get_when(tcg_HandleObject *h, void *c)
+{
+    return PyFloat_FromDouble(h->when);
+}
+
+static PyGetSetDef timer_getset[] = {
+    {"_when", (getter)get_when, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef timer_methods[] = {
+    {"when", (PyCFunction)handle_when, METH_NOARGS,
+     "The scheduled time, on the loop's time() clock."},
+    {NULL},
+};
+
+static PyType_Slot handle_slots[] = {
+    {Py_tp_doc, "A callback scheduled on a tornado_cgen loop "
+                "(asyncio.Handle's interface)."},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_repr, handle_repr},
+    {Py_tp_methods, handle_methods},
+    {Py_tp_getset, handle_getset},
+    {0, NULL},
+};
+
+static PyType_Spec handle_spec = {
+    .name = "tornado_cgen._core.Handle",
+    .basicsize = sizeof(tcg_HandleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE
+#if PY_VERSION_HEX >= 0x030A0000
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION
+#endif
+    ,
+    .slots = handle_slots,
+};
+
+static PyType_Slot timer_slots[] = {
+    {Py_tp_doc, "A timed callback (asyncio.TimerHandle's interface)."},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_richcompare, timer_richcompare},
+    {Py_tp_hash, timer_hash},
+    {Py_tp_methods, timer_methods},
+    {Py_tp_getset, timer_getset},
+    {0, NULL},
+};
+
+static PyType_Spec timer_spec = {
+    .name = "tornado_cgen._core.TimerHandle",
+    .basicsize = sizeof(tcg_HandleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = timer_slots,
+};
+
+int
+tcg_handle_exec(PyObject *m, tcg_state *st)
+{
+    tcg_loop_state *ls = &st->loop;
+    ls->nfree = 0;
+    ls->HandleType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &handle_spec,
+                                                              NULL);
+    if (ls->HandleType == NULL) {
+        return -1;
+    }
+    ls->TimerHandleType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        m, &timer_spec, (PyObject *)ls->HandleType);
+    if (ls->TimerHandleType == NULL) {
+        return -1;
+    }
+    if (PyModule_AddType(m, ls->HandleType) < 0 ||
+        PyModule_AddType(m, ls->TimerHandleType) < 0) {
+        return -1;
+    }
+    PyObject *fh = PyImport_ImportModule("asyncio.format_helpers");
+    if (fh == NULL) {
+        return -1;
+    }
+    ls->format_cb_source = PyObject_GetAttrString(fh, "_format_callback_source");
+    ls->extract_stack = PyObject_GetAttrString(fh, "extract_stack");
+    Py_DECREF(fh);
+    if (ls->format_cb_source == NULL || ls->extract_stack == NULL) {
+        return -1;
+    }
+    PyObject *ft = PyImport_ImportModule("functools");
+    if (ft == NULL) {
+        return -1;
+    }
+    ls->partial = PyObject_GetAttrString(ft, "partial");
+    Py_DECREF(ft);
+    if (ls->partial == NULL ||
+        (ls->str_run_callback_result =
+             PyUnicode_InternFromString("_tornado_callback_result")) == NULL ||
+        (ls->str_log_slow = PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
+        (ls->str_handle = PyUnicode_InternFromString("handle")) == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+void
+tcg_handle_clear(tcg_state *st)
+{
+    tcg_loop_state *ls = &st->loop;
+    while (ls->nfree > 0) {
+        PyObject_GC_Del(ls->freelist[--ls->nfree]);
+    }
+    Py_CLEAR(ls->HandleType);
+    Py_CLEAR(ls->TimerHandleType);
+    Py_CLEAR(ls->partial);
+    Py_CLEAR(ls->format_cb_source);
+    Py_CLEAR(ls->extract_stack);
+    Py_CLEAR(ls->str_run_callback_result);
+    Py_CLEAR(ls->str_log_slow);
+    Py_CLEAR(ls->str_handle);
+}

@@ -1,0 +1,197 @@
+"""asyncio's face of the C event loop.
+
+``Loop`` puts the C core (``tornado_cgen._core.Loop``: ready ring, timer
+heap, epoll readiness, waker, the iteration itself) under the stdlib's
+``SelectorEventLoop``: every socket, server, pipe, subprocess, TLS and
+signal method is the stdlib's own, and the reader/writer hooks those
+transports call (``_add_reader`` & co.) are C.  What is defined here is the
+cold glue: once-per-run setup around the C loop, closing, and the few
+private hooks the stdlib code expects from a selector loop.
+
+Scheduling, timers and readiness dispatch never pass through this file.
+"""
+import asyncio
+import collections
+import selectors
+import sys
+import threading
+import weakref
+from asyncio import base_events, events, unix_events
+
+from . import _core
+
+__all__ = ["Loop", "new_event_loop", "EventLoopPolicy", "run"]
+
+_SelectorKey = selectors.SelectorKey
+
+
+class _SelectorView:
+    """Just enough of a selector for the stdlib's transport reprs and tests
+    (``get_key``, ``get_map``): the C core holds the real registrations."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop):
+        self._loop = weakref.ref(loop)
+
+    def get_key(self, fileobj):
+        loop = self._loop()
+        key = loop._fd_key(fileobj) if loop is not None else None
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        events_, reader, writer = key
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        return _SelectorKey(fileobj, fd, events_, (reader, writer))
+
+    def get_map(self):
+        return _MapView(self)
+
+    def close(self):
+        pass
+
+
+class _MapView(collections.abc.Mapping):
+    __slots__ = ("_sel",)
+
+    def __init__(self, sel):
+        self._sel = sel
+
+    def __getitem__(self, fileobj):
+        return self._sel.get_key(fileobj)
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self):
+        return 0
+
+
+def _run_foreign_handle(handle):
+    # An asyncio.Handle given to _add_callback (signal handlers): asyncio
+    # skips it if it was cancelled meanwhile.
+    if not handle._cancelled:
+        handle._run()
+
+
+class Loop(_core.Loop, unix_events.SelectorEventLoop):
+    """An asyncio event loop whose scheduling, timers and I/O readiness are
+    C.  Use it like ``asyncio.SelectorEventLoop``."""
+
+    def __init__(self):
+        # BaseEventLoop's state (executor, exception handler, debug, task
+        # factory, asyncgens); not BaseSelectorEventLoop's selector.
+        base_events.BaseEventLoop.__init__(self)
+        self._selector = _SelectorView(self)
+        self._transports = weakref.WeakValueDictionary()
+        self._ssock = self._csock = None
+        self._make_self_pipe()
+        self._signal_handlers = {}
+
+    # -- running -----------------------------------------------------------
+
+    def run_forever(self):
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_hooks = sys.get_asyncgen_hooks()
+        try:
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                   finalizer=self._asyncgen_finalizer_hook)
+            events._set_running_loop(self)
+            self._run_forever_core()
+        finally:
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_hooks)
+
+    def _run_once(self):
+        # One iteration (BaseEventLoop's name, used by some test helpers).
+        events._set_running_loop(self)
+        try:
+            _core.Loop._run_once(self)
+        finally:
+            events._set_running_loop(None)
+
+    def _log_slow_callback(self, handle):
+        # Debug mode: run one handle, timing it, as BaseEventLoop does.
+        self._current_handle = handle
+        try:
+            t0 = self.time()
+            handle._run()
+            dt = self.time() - t0
+            if dt >= self.slow_callback_duration:
+                base_events.logger.warning(
+                    "Executing %s took %.3f seconds",
+                    base_events._format_handle(handle), dt)
+        finally:
+            self._current_handle = None
+
+    def _tornado_callback_result(self, ret):
+        # Only IOLoop schedules Tornado-style handles.
+        return None
+
+    # -- closing -----------------------------------------------------------
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        try:
+            unix_events.SelectorEventLoop.close(self)
+        finally:
+            self._close_core()
+
+    # -- what BaseSelectorEventLoop would get from its selector or pipe ----
+
+    def _write_to_self(self):
+        self._wakeup()
+
+    def _add_callback(self, handle):
+        if not handle._cancelled:
+            self.call_soon(_run_foreign_handle, handle)
+
+    def _add_callback_signalsafe(self, handle):
+        self._add_callback(handle)
+
+    def _process_events(self, event_list):
+        raise NotImplementedError("the C core dispatches I/O events")
+
+    def _timer_handle_cancelled(self, handle):
+        pass
+
+
+def new_event_loop():
+    """A new tornado_cgen event loop (like ``uvloop.new_event_loop``)."""
+    return Loop()
+
+
+class EventLoopPolicy(unix_events.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are tornado_cgen loops."""
+
+    def _loop_factory(self):
+        return new_event_loop()
+
+
+def run(main, *, debug=None, **run_kwargs):
+    """``asyncio.run(main)`` on a tornado_cgen loop (like ``uvloop.run``)."""
+    if sys.version_info >= (3, 12):
+        return asyncio.run(main, debug=debug, loop_factory=new_event_loop,
+                           **run_kwargs)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(debug=debug,
+                            loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    loop = new_event_loop()  # 3.10: no Runner
+    try:
+        asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
