@@ -11,7 +11,7 @@
  */
 #include "tcg.h"
 
-#define FREELIST_MAX ((int)(sizeof(((tcg_loop_state *)0)->freelist) / \
+#define FREELIST_MAX ((int)(sizeof(((tcg_loop_state *)0)->freelist[0]) / \
                             sizeof(tcg_HandleObject *)))
 
 /* ---- construction ------------------------------------------------------ */
@@ -44,9 +44,11 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
 
     tcg_HandleObject *h;
     tcg_loop_state *ls = &st->loop;
-    if (!timer && ls->nfree > 0) {
-        h = ls->freelist[--ls->nfree];
-        PyObject_Init((PyObject *)h, ls->HandleType);
+    int kind = timer ? 1 : 0;
+    if (ls->nfree[kind] > 0) {
+        h = ls->freelist[kind][--ls->nfree[kind]];
+        PyObject_Init((PyObject *)h,
+                      timer ? ls->TimerHandleType : ls->HandleType);
     }
     else {
         h = PyObject_GC_New(tcg_HandleObject,
@@ -306,9 +308,11 @@ handle_dealloc(tcg_HandleObject *h)
     PyObject_GC_UnTrack(h);
     handle_clear(h);
     tcg_state *st = tcg_state_from_type(tp);
-    if (st != NULL && tp == st->loop.HandleType &&
-        st->loop.nfree < FREELIST_MAX) {
-        st->loop.freelist[st->loop.nfree++] = h;
+    int kind = st == NULL ? -1
+             : tp == st->loop.HandleType ? 0
+             : tp == st->loop.TimerHandleType ? 1 : -1;
+    if (kind >= 0 && st->loop.nfree[kind] < FREELIST_MAX) {
+        st->loop.freelist[kind][st->loop.nfree[kind]++] = h;
     }
     else {
         PyErr_Clear();
@@ -599,7 +603,7 @@ int
 tcg_handle_exec(PyObject *m, tcg_state *st)
 {
     tcg_loop_state *ls = &st->loop;
-    ls->nfree = 0;
+    ls->nfree[0] = ls->nfree[1] = 0;
     ls->HandleType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &handle_spec,
                                                               NULL);
     if (ls->HandleType == NULL) {
@@ -644,8 +648,10 @@ void
 tcg_handle_clear(tcg_state *st)
 {
     tcg_loop_state *ls = &st->loop;
-    while (ls->nfree > 0) {
-        PyObject_GC_Del(ls->freelist[--ls->nfree]);
+    for (int kind = 0; kind < 2; kind++) {
+        while (ls->nfree[kind] > 0) {
+            PyObject_GC_Del(ls->freelist[kind][--ls->nfree[kind]]);
+        }
     }
     Py_CLEAR(ls->HandleType);
     Py_CLEAR(ls->TimerHandleType);

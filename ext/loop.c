@@ -74,6 +74,7 @@ typedef struct {
     int epfd, wakefd;
     struct epoll_event events[TCG_MAX_EVENTS];
     double last_poll;
+    uint64_t iterations;      /* run_once count, for tests */
 
     unsigned long thread_id;  /* valid while running */
     bool running, stopping, closed, debug;
@@ -1002,6 +1003,7 @@ loop_run_once(tcg_LoopObject *lp)
 {
     tcg_state *st = lp->st;
     double now = monotonic_now();
+    lp->iterations++;
 
     if (lp->heap_cancelled > TCG_PURGE_MIN &&
         lp->heap_cancelled * 2 > lp->heap_len) {
@@ -1348,6 +1350,12 @@ get_timer_cancelled_count(PyObject *self, void *c)
     return PyLong_FromSize_t(LOOP(self)->heap_cancelled);
 }
 
+static PyObject *
+get_iterations(PyObject *self, void *c)
+{
+    return PyLong_FromUnsignedLongLong(LOOP(self)->iterations);
+}
+
 static int
 set_ignored(PyObject *self, PyObject *v, void *c)
 {
@@ -1363,6 +1371,8 @@ static PyGetSetDef loop_getset[] = {
      "Number of handles in the ready queue.", NULL},
     {"_timer_count", get_timer_count, NULL,
      "Number of timers in the heap (cancelled ones included).", NULL},
+    {"_iterations", get_iterations, NULL,
+     "Number of iterations run so far.", NULL},
     {"_timer_cancelled_count", get_timer_cancelled_count, set_ignored,
      NULL, NULL},
     {NULL},

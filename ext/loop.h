@@ -39,9 +39,10 @@ typedef struct {
     PyObject *str_log_slow;         /* "_log_slow_callback" */
     PyObject *str_handle;           /* "handle" */
 
-    /* LIFO freelist of exact Handle objects (untracked, refcount 0). */
-    tcg_HandleObject *freelist[256];
-    int nfree;
+    /* LIFO freelists of Handle and TimerHandle objects (untracked,
+     * refcount 0): [0] plain handles, [1] timers. */
+    tcg_HandleObject *freelist[2][256];
+    int nfree[2];
 } tcg_loop_state;
 
 /* Schedule fn(arg) in `ctx` on `loop`, an instance of LoopType, without
