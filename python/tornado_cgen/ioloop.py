@@ -1,0 +1,573 @@
+"""Tornado's face of the C event loop: ``IOLoop``, ``PeriodicCallback``.
+
+``IOLoop()`` makes one object with both faces: it *is* a tornado_cgen
+asyncio loop (``tornado_cgen.loop.Loop``, so ``asyncio.get_running_loop()``
+inside it returns it and ``io_loop.asyncio_loop is io_loop``) and it has
+Tornado 6's IOLoop methods.  The hot ones are C: ``add_callback`` (and
+``spawn_callback``) push a handle on the ready ring from any thread,
+``call_at``/``call_later``/``add_timeout`` push on the timer heap, handlers
+added with ``add_handler`` are called straight from the epoll dispatch.
+
+Where the two faces share a name, an IOLoop follows Tornado: ``call_later``
+and ``call_at`` pass ``**kwargs`` to the callback and run it under
+``IOLoop._run_callback``'s rules (Exceptions logged on
+``tornado.application``, ``CancelledError`` ignored, a returned awaitable
+awaited and its failure logged); ``close(all_fds=False)``.  ``time()`` is
+the loop's monotonic clock (Tornado 6 returns ``time.time()`` but only ever
+compares it with its own deadlines; asyncio code on this object needs the
+clock ``call_at`` uses).  ``tornado_cgen.new_event_loop()`` gives the plain
+asyncio face, with asyncio's rules for every method.
+
+``IOLoop.current()`` inside a running loop that is not an IOLoop (asyncio's
+default loop, uvloop, a plain tornado_cgen loop) returns a Tornado-style
+wrapper, one per asyncio loop, as Tornado's ``AsyncIOMainLoop`` does; on a
+plain tornado_cgen loop the wrapper still uses the C paths.
+"""
+import asyncio
+import concurrent.futures
+import datetime
+import functools
+import inspect
+import math
+import numbers
+import os
+import random
+import threading
+import warnings
+import weakref
+from asyncio import events
+
+from . import _core
+from .concurrent import Future, chain_future, future_add_done_callback
+from .loop import Loop
+from .log import app_log
+
+__all__ = ["IOLoop", "PeriodicCallback", "TimeoutError"]
+
+TimeoutError = asyncio.TimeoutError
+
+
+def _policy_loop():
+    """The loop set for this thread (asyncio.set_event_loop), without
+    creating one or warning."""
+    policy = events.get_event_loop_policy()
+    local = getattr(policy, "_local", None)
+    if local is not None and hasattr(local, "_loop"):
+        return local._loop
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return policy.get_event_loop()
+    except RuntimeError:
+        return None
+
+
+def _gen():
+    # tornado_cgen.gen is imported lazily: it imports this module's
+    # neighbours, and is being written alongside this one.
+    from . import gen
+    return gen
+
+
+def _convert_yielded(value):
+    """gen.convert_yielded, or a fallback for futures and awaitables."""
+    try:
+        convert = _gen().convert_yielded
+    except (ImportError, AttributeError):
+        convert = None
+    if convert is not None:
+        return convert(value)
+    if asyncio.isfuture(value) or isinstance(value, concurrent.futures.Future):
+        return value
+    if inspect.isawaitable(value):
+        return asyncio.ensure_future(value)
+    raise _BadYield("yielded unknown object %r" % (value,))
+
+
+def _bad_yield_error():
+    try:
+        return _gen().BadYieldError
+    except (ImportError, AttributeError):
+        return _BadYield
+
+
+class _BadYield(Exception):
+    pass
+
+
+class IOLoop:
+    """Tornado's IOLoop.  ``IOLoop()`` is a new C loop (made current
+    unless ``make_current=False``); ``IOLoop(asyncio_loop=loop)`` wraps an
+    existing asyncio loop."""
+
+    NONE = 0
+    READ = 0x001
+    WRITE = 0x004
+    ERROR = 0x018
+
+    # asyncio loop -> its IOLoop wrapper (our own IOLoops are their own).
+    _ioloop_for_asyncio = weakref.WeakKeyDictionary()
+
+    def __new__(cls, *args, **kwargs):
+        if cls is IOLoop:
+            if kwargs.get("asyncio_loop") is not None:
+                cls = _AsyncIOWrapper
+            else:
+                cls = _CIOLoop
+        return super().__new__(cls)
+
+    # -- current loop ------------------------------------------------------
+
+    @staticmethod
+    def current(instance=True):
+        """The IOLoop of the running asyncio loop, else of the thread's
+        current loop; with neither, a new IOLoop made current (or None if
+        ``instance`` is false)."""
+        loop = events._get_running_loop()
+        if loop is None:
+            loop = _policy_loop()
+        if loop is None:
+            if not instance:
+                return None
+            return IOLoop()
+        return IOLoop._for_asyncio(loop, instance)
+
+    @staticmethod
+    def _for_asyncio(loop, create=True):
+        if isinstance(loop, IOLoop):
+            return loop
+        io = IOLoop._ioloop_for_asyncio.get(loop)
+        if io is None and create and not loop.is_closed():
+            io = _AsyncIOWrapper(asyncio_loop=loop, make_current=False)
+        return io
+
+    @staticmethod
+    def instance():
+        """Deprecated alias for `current()`."""
+        return IOLoop.current()
+
+    def install(self):
+        """Deprecated alias for `make_current()`."""
+        self.make_current()
+
+    @staticmethod
+    def clear_instance():
+        """Deprecated alias for `clear_current()`."""
+        IOLoop.clear_current()
+
+    def make_current(self):
+        warnings.warn("make_current is deprecated; start the event loop "
+                      "first", DeprecationWarning, stacklevel=2)
+        self._make_current()
+
+    def _make_current(self):
+        if not getattr(self, "_is_current", False):
+            self._old_asyncio = _policy_loop()
+            self._is_current = True
+        asyncio.set_event_loop(self.asyncio_loop)
+
+    @staticmethod
+    def clear_current():
+        warnings.warn("clear_current is deprecated", DeprecationWarning,
+                      stacklevel=2)
+        IOLoop._clear_current()
+
+    @staticmethod
+    def _clear_current():
+        old = IOLoop.current(instance=False)
+        if old is not None:
+            old._clear_current_hook()
+
+    def _clear_current_hook(self):
+        if getattr(self, "_is_current", False):
+            self._is_current = False
+            old = self._old_asyncio
+            self._old_asyncio = None
+            if old is not None and old.is_closed():
+                old = None
+            asyncio.set_event_loop(old)
+
+    def _init_tornado(self, make_current):
+        self.handlers = {}
+        self._readers = set()
+        self._writers = set()
+        self._is_current = False
+        self._old_asyncio = None
+        if make_current:
+            self._make_current()
+
+    # -- handlers ----------------------------------------------------------
+
+    def split_fd(self, fd):
+        if isinstance(fd, int):
+            return fd, fd
+        return fd.fileno(), fd
+
+    def close_fd(self, fd):
+        try:
+            if isinstance(fd, int):
+                os.close(fd)
+            else:
+                fd.close()
+        except OSError:
+            pass
+
+    def add_handler(self, fd, handler, events):
+        """Call ``handler(fd_or_obj, event)`` when the fd is ready for
+        ``events`` (``READ``/``WRITE``, or'ed)."""
+        fd, fileobj = self.split_fd(fd)
+        if fd in self.handlers:
+            raise ValueError("fd %s added twice" % fd)
+        self.handlers[fd] = (fileobj, handler)
+        try:
+            if events & IOLoop.READ:
+                self.asyncio_loop.add_reader(fd, handler, fileobj,
+                                             IOLoop.READ)
+                self._readers.add(fd)
+            if events & IOLoop.WRITE:
+                self.asyncio_loop.add_writer(fd, handler, fileobj,
+                                             IOLoop.WRITE)
+                self._writers.add(fd)
+        except BaseException:
+            self.remove_handler(fd)
+            raise
+
+    def update_handler(self, fd, events):
+        fd, fileobj = self.split_fd(fd)
+        fileobj, handler = self.handlers[fd]
+        aloop = self.asyncio_loop
+        if events & IOLoop.READ:
+            if fd not in self._readers:
+                aloop.add_reader(fd, handler, fileobj, IOLoop.READ)
+                self._readers.add(fd)
+        elif fd in self._readers:
+            aloop.remove_reader(fd)
+            self._readers.discard(fd)
+        if events & IOLoop.WRITE:
+            if fd not in self._writers:
+                aloop.add_writer(fd, handler, fileobj, IOLoop.WRITE)
+                self._writers.add(fd)
+        elif fd in self._writers:
+            aloop.remove_writer(fd)
+            self._writers.discard(fd)
+
+    def remove_handler(self, fd):
+        """Stop watching ``fd``; an fd that is not watched is ignored."""
+        fd, fileobj = self.split_fd(fd)
+        if fd not in self.handlers:
+            return
+        aloop = self.asyncio_loop
+        if fd in self._readers:
+            if not aloop.is_closed():
+                aloop.remove_reader(fd)
+            self._readers.discard(fd)
+        if fd in self._writers:
+            if not aloop.is_closed():
+                aloop.remove_writer(fd)
+            self._writers.discard(fd)
+        del self.handlers[fd]
+
+    def _close_handlers(self, all_fds):
+        for fd in list(self.handlers):
+            fileobj, _ = self.handlers[fd]
+            self.remove_handler(fd)
+            if all_fds:
+                self.close_fd(fileobj)
+
+    # -- running -----------------------------------------------------------
+
+    def start(self):
+        self.asyncio_loop.run_forever()
+
+    def run_sync(self, func, timeout=None):
+        """Start the loop, run ``func`` (its result converted as a yielded
+        value), stop when that finishes and return its result.  After
+        ``timeout`` seconds the future is cancelled and TimeoutError
+        raised."""
+        state = {"future": None, "timed_out": False}
+
+        def run():
+            try:
+                result = func()
+                if result is not None:
+                    result = _convert_yielded(result)
+            except Exception as e:
+                fut = Future()
+                fut.set_exception(e)
+                state["future"] = fut
+            else:
+                if asyncio.isfuture(result) or isinstance(
+                        result, concurrent.futures.Future):
+                    state["future"] = result
+                else:
+                    fut = Future()
+                    fut.set_result(result)
+                    state["future"] = fut
+            self.add_future(state["future"], lambda f: self.stop())
+
+        self.add_callback(run)
+        if timeout is not None:
+            def on_timeout():
+                state["timed_out"] = True
+                if not state["future"].cancel():
+                    self.stop()
+            handle = self.add_timeout(self.time() + timeout, on_timeout)
+        self.start()
+        if timeout is not None:
+            self.remove_timeout(handle)
+        fut = state["future"]
+        if fut is None or fut.cancelled() or not fut.done():
+            if state["timed_out"]:
+                raise TimeoutError(
+                    "Operation timed out after %s seconds" % timeout)
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return fut.result()
+
+    # -- callbacks, timeouts, futures -------------------------------------
+
+    def add_timeout(self, deadline, callback, *args, **kwargs):
+        """Run ``callback`` at ``deadline``: a time on `time()`'s clock or a
+        ``datetime.timedelta`` from now.  Returns a handle for
+        `remove_timeout`."""
+        if isinstance(deadline, numbers.Real):
+            return self.call_at(deadline, callback, *args, **kwargs)
+        if isinstance(deadline, datetime.timedelta):
+            return self.call_at(self.time() + deadline.total_seconds(),
+                                callback, *args, **kwargs)
+        raise TypeError("Unsupported deadline %r" % (deadline,))
+
+    def call_later(self, delay, callback, *args, **kwargs):
+        return self.call_at(self.time() + delay, callback, *args, **kwargs)
+
+    def remove_timeout(self, timeout):
+        """Cancel a timeout; safe after it ran."""
+        timeout.cancel()
+
+    def add_callback_from_signal(self, callback, *args, **kwargs):
+        warnings.warn("add_callback_from_signal is deprecated",
+                      DeprecationWarning, stacklevel=2)
+        self.add_callback(callback, *args, **kwargs)
+
+    def spawn_callback(self, callback, *args, **kwargs):
+        self.add_callback(callback, *args, **kwargs)
+
+    def add_future(self, future, callback):
+        """Schedule ``callback(future)`` on this loop once ``future`` is
+        done (never inline)."""
+        if isinstance(future, concurrent.futures.Future):
+            future_add_done_callback(
+                future, lambda f: self.add_callback(callback, f))
+        else:
+            future.add_done_callback(
+                lambda f: self._run_callback(functools.partial(callback, f)))
+
+    def _run_callback(self, callback):
+        try:
+            ret = callback()
+            if ret is not None:
+                self._tornado_callback_result(ret)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            app_log.error("Exception in callback %r", callback, exc_info=True)
+
+    def _tornado_callback_result(self, ret):
+        # What _run_callback does with a non-None result: an awaitable is
+        # awaited so that its failure is logged; anything else is ignored.
+        try:
+            ret = _convert_yielded(ret)
+        except _bad_yield_error():
+            return
+        self.add_future(ret, self._discard_future_result)
+
+    def _discard_future_result(self, future):
+        future.result()
+
+    def _register_task(self, f):
+        # tornado.gen keeps tasks it creates alive through the IOLoop.
+        self._pending_tasks.add(f)
+
+    def _unregister_task(self, f):
+        self._pending_tasks.discard(f)
+
+    _pending_tasks = set()
+
+
+class _CIOLoop(IOLoop, Loop):
+    """An IOLoop that is itself the C loop (what ``IOLoop()`` returns)."""
+
+    def __init__(self, make_current=True):
+        Loop.__init__(self)
+        self._init_tornado(make_current)
+
+    @property
+    def asyncio_loop(self):
+        return self
+
+    # The C fast paths (IOLoop's generic versions would shadow them).
+    add_callback = _core.Loop.add_callback
+    spawn_callback = _core.Loop.add_callback
+
+    def call_at(self, when, callback, *args, **kwargs):
+        if kwargs:
+            callback = functools.partial(callback, *args, **kwargs)
+            args = ()
+        return self._tornado_call_at(when, callback, *args)
+
+    def call_later(self, delay, callback, *args, **kwargs):
+        if kwargs:
+            callback = functools.partial(callback, *args, **kwargs)
+            args = ()
+        return self._tornado_call_at(self.time() + delay, callback, *args)
+
+    def close(self, all_fds=False):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self._is_current:
+            self._clear_current_hook()
+        self._close_handlers(all_fds)
+        Loop.close(self)
+
+    def __repr__(self):
+        return "<%s running=%s closed=%s debug=%s>" % (
+            "IOLoop", self.is_running(), self.is_closed(), self.get_debug())
+
+
+class _AsyncIOWrapper(IOLoop):
+    """Tornado's face over another asyncio loop (asyncio's default loop,
+    uvloop, a plain tornado_cgen loop), one per asyncio loop."""
+
+    def __init__(self, asyncio_loop, make_current=True):
+        self.asyncio_loop = asyncio_loop
+        for loop in list(IOLoop._ioloop_for_asyncio):
+            if loop.is_closed():
+                IOLoop._ioloop_for_asyncio.pop(loop, None)
+        existing = IOLoop._ioloop_for_asyncio.setdefault(asyncio_loop, self)
+        if existing is not self:
+            raise RuntimeError("IOLoop %r already associated with asyncio "
+                               "loop %r" % (existing, asyncio_loop))
+        # On our own loop, use its C paths directly.
+        self._c = asyncio_loop if isinstance(asyncio_loop, _core.Loop) \
+            else None
+        self._init_tornado(make_current)
+
+    def time(self):
+        return self.asyncio_loop.time()
+
+    def stop(self):
+        self.asyncio_loop.stop()
+
+    def add_callback(self, callback, *args, **kwargs):
+        if self._c is not None:
+            return self._c.add_callback(callback, *args, **kwargs)
+        aloop = self.asyncio_loop
+        if events._get_running_loop() is aloop:
+            call_soon = aloop.call_soon
+        else:
+            call_soon = aloop.call_soon_threadsafe
+        try:
+            call_soon(self._run_callback,
+                      functools.partial(callback, *args, **kwargs))
+        except (RuntimeError, AttributeError):
+            pass  # the loop is closed: dropped, as Tornado does
+
+    def call_at(self, when, callback, *args, **kwargs):
+        if kwargs:
+            callback = functools.partial(callback, *args, **kwargs)
+            args = ()
+        if self._c is not None:
+            return self._c._tornado_call_at(when, callback, *args)
+        return self.asyncio_loop.call_later(
+            max(0, when - self.time()), self._run_callback,
+            functools.partial(callback, *args))
+
+    def close(self, all_fds=False):
+        if self._is_current:
+            self._clear_current_hook()
+        self._close_handlers(all_fds)
+        IOLoop._ioloop_for_asyncio.pop(self.asyncio_loop, None)
+        self.asyncio_loop.close()
+
+    def run_in_executor(self, executor, func, *args):
+        return self.asyncio_loop.run_in_executor(executor, func, *args)
+
+    def set_default_executor(self, executor):
+        return self.asyncio_loop.set_default_executor(executor)
+
+
+class PeriodicCallback:
+    """Call ``callback`` every ``callback_time`` (milliseconds, or a
+    ``timedelta``), with optional ``jitter`` (a fraction of the period).
+    Runs that are missed because a call overran are skipped; a callback
+    that returns an awaitable is awaited before the next run is
+    scheduled.  `start` binds it to `IOLoop.current()`."""
+
+    def __init__(self, callback, callback_time, jitter=0):
+        self.callback = callback
+        if isinstance(callback_time, datetime.timedelta):
+            self.callback_time = (callback_time
+                                  / datetime.timedelta(milliseconds=1))
+        else:
+            if callback_time <= 0:
+                raise ValueError(
+                    "Periodic callback must have a positive callback_time")
+            self.callback_time = callback_time
+        self.jitter = jitter
+        self._running = False
+        self._timeout = None
+
+    def start(self):
+        self.io_loop = IOLoop.current()
+        self._running = True
+        self._next_timeout = self.io_loop.time()
+        self._schedule_next()
+
+    def stop(self):
+        self._running = False
+        if self._timeout is not None:
+            self.io_loop.remove_timeout(self._timeout)
+            self._timeout = None
+
+    def is_running(self):
+        return self._running
+
+    def _run(self):
+        self._timeout = None
+        if not self._running:
+            return
+        try:
+            val = self.callback()
+            if val is not None and inspect.isawaitable(val):
+                # Await it (errors logged) before scheduling the next run.
+                return self._await_then_schedule(val)
+        except Exception:
+            app_log.error("Exception in callback %r", self.callback,
+                          exc_info=True)
+        self._schedule_next()
+
+    async def _await_then_schedule(self, val):
+        try:
+            await val
+        except Exception:
+            app_log.error("Exception in callback %r", self.callback,
+                          exc_info=True)
+        finally:
+            self._schedule_next()
+
+    def _schedule_next(self):
+        if self._running:
+            self._update_next(self.io_loop.time())
+            self._timeout = self.io_loop.add_timeout(self._next_timeout,
+                                                     self._run)
+
+    def _update_next(self, current_time):
+        period = self.callback_time / 1000.0
+        if self.jitter:
+            period *= 1 + (self.jitter * (random.random() - 0.5))
+        if self._next_timeout <= current_time:
+            # Skip the runs we missed, keeping to the schedule.
+            self._next_timeout += (math.floor(
+                (current_time - self._next_timeout) / period) + 1) * period
+        else:
+            # The clock went backwards: just move one period on.
+            self._next_timeout += period
