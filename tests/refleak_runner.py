@@ -13,8 +13,11 @@ import gc
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "python"))
+try:
+    import tornado_cgen  # noqa: F401  (a build on PYTHONPATH comes first)
+except ImportError:
+    sys.path.insert(0, os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
 from tornado_cgen import gen  # noqa: E402
 from tornado_cgen.concurrent import Future  # noqa: E402
@@ -108,15 +111,16 @@ def measure(cycles=10000, rounds=5):
         for i in range(cycles):
             await one_cycle(i)
 
-    deltas = []
+    # Preallocated: storing a result costs no reference of its own.
+    deltas = [0] * rounds
     loop = asyncio.new_event_loop()
     try:
-        for _ in range(rounds):
+        for r in range(rounds):
             gc.collect()
             before = _count()
             loop.run_until_complete(batch())
             gc.collect()
-            deltas.append(_count() - before)
+            deltas[r] = _count() - before
     finally:
         loop.close()
     return deltas
