@@ -1,0 +1,147 @@
+"""What only tornado_cgen's C Runner promises (Tornado has no equivalent):
+no Python frames of its own, a C callable wrapper, the Runner type, and
+errors for bad input instead of crashes."""
+import asyncio
+import contextvars
+import traceback
+
+import pytest
+
+from tornado_cgen import _core, gen
+from tornado_cgen.concurrent import Future
+
+
+def run(fn):
+    async def main():
+        return await fn()
+
+    return asyncio.run(main())
+
+
+def test_wrapper_is_the_c_type():
+    @gen.coroutine
+    def f():
+        return 1
+
+    assert type(f) is _core.Coroutine
+    assert gen.Runner is _core.Runner
+
+
+def test_no_runner_frames_in_tracebacks():
+    @gen.coroutine
+    def inner():
+        yield gen.moment
+        raise ValueError("x")
+
+    @gen.coroutine
+    def outer():
+        try:
+            yield inner()
+        except ValueError as e:
+            return e
+
+    exc = run(outer)
+    files = {fs.filename for fs in traceback.extract_tb(exc.__traceback__)}
+    assert files == {__file__}
+
+
+def test_runner_holds_while_waiting_and_repr():
+    async def main():
+        waited = Future()
+
+        @gen.coroutine
+        def f():
+            return (yield waited)
+
+        fut = f()
+        assert "Runner for" in repr(fut)   # the keep-alive callback
+        waited.set_result(3)
+        assert await fut == 3
+        assert "Runner" not in repr(fut)
+
+    run(main)
+
+
+def test_runner_constructed_from_python():
+    # Tornado 6's signature: Runner(ctx_run, gen, result_future, first_yielded)
+    def body():
+        a = yield gen.moment
+        b = yield gen.maybe_future(2)
+        return (a, b)
+
+    async def main():
+        g = body()
+        first = next(g)
+        fut = Future()
+        runner = gen.Runner(contextvars.copy_context().run, g, fut, first)
+        assert not runner.finished
+        assert await fut == (None, 2)
+        assert runner.finished
+
+    run(main)
+
+
+def test_runner_rejects_bad_ctx_run():
+    with pytest.raises(TypeError):
+        gen.Runner(print, iter(()), Future(loop=asyncio.new_event_loop()), None)
+
+
+def test_coroutine_needs_callable():
+    with pytest.raises(TypeError):
+        gen.coroutine(42)
+
+
+def test_multi_bad_arguments():
+    async def main():
+        with pytest.raises(TypeError):
+            gen.multi()
+        with pytest.raises(TypeError):
+            gen.multi([], (), 3)
+        with pytest.raises(TypeError):
+            gen.multi([], bogus=1)
+        with pytest.raises(TypeError):
+            gen.multi(42)
+
+    run(main)
+
+
+def test_stale_runner_call_is_ignored():
+    async def main():
+        waited = Future()
+
+        @gen.coroutine
+        def f():
+            return (yield waited)
+
+        fut = f()
+        runner = fut._callbacks[0][0]
+        assert isinstance(runner, gen.Runner)
+        runner(object())          # not what it waits for: ignored
+        with pytest.raises(TypeError):
+            runner()
+        waited.set_result(1)
+        assert await fut == 1
+
+    run(main)
+
+
+def test_asyncio_future_subclass_and_duck_future():
+    class MyFuture(asyncio.Future):
+        pass
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        @gen.coroutine
+        def f():
+            sub = MyFuture()
+            loop.call_soon(sub.set_result, 1)
+            a = yield sub
+            sub2 = MyFuture()
+            sub2.set_result(2)
+            b = yield sub2
+            return a + b
+
+        return await f()
+
+    assert run(main) == 3
