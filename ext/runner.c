@@ -1077,6 +1077,15 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
         if (sr == PYGEN_ERROR) {
             return core_fail(st, core, *runner_p);
         }
+        /* The hottest case inline: a finished Future of ours. */
+        if (tcg_Future_CheckExact(st, yielded)) {
+            tcg_FutureObject *f = (tcg_FutureObject *)yielded;
+            if (f->status == TCG_FUT_FINISHED && f->exception == NULL) {
+                value = Py_NewRef(f->result);
+                Py_DECREF(yielded);
+                continue;
+            }
+        }
         PyObject *out;
         yield_kind k = classify(st, yielded, &out);
         Py_DECREF(yielded);
