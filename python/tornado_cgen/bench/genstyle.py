@@ -188,7 +188,6 @@ def case_6(fl, n):
 
 def case_7(fl, n):
     gen = fl.gen
-    IOLoop = fl.ioloop_class()
     batches = max(1, n // 100)
     calls = 0
 
@@ -198,7 +197,7 @@ def case_7(fl, n):
 
     @gen.coroutine
     def main():
-        add_callback, moment = IOLoop.current().add_callback, gen.moment
+        add_callback, moment = fl.scheduler(), gen.moment
         t0 = clock()
         for _ in range(batches):
             for _ in range(100):

@@ -84,14 +84,15 @@ class TornadoFlavour(genstyle.Flavour):
 
 # ------------------------------------------------------------ tornado_cgen
 
-_LOOP_METHODS = {
-    "3": ["current", "add_callback", "run_sync"],
+# IOLoop methods each case uses (the Tornado face of tornado_cgen's loop).
+_IOLOOP_METHODS = {
+    "3": ["current", "add_callback"],
     "6": ["add_callback", "start", "stop", "close"],
-    "7": ["current", "add_callback", "run_sync"],
+    "7": ["current", "add_callback"],
     "8": ["call_later", "remove_timeout", "add_callback", "start", "stop",
           "close"],
     "9": ["add_handler", "remove_handler", "add_callback", "start", "stop",
-          "close"],
+          "close", "READ"],
 }
 
 
@@ -106,61 +107,78 @@ def _tcg_gen():
     return gen
 
 
-def _tcg_ioloop_class():
-    """tornado_cgen's IOLoop class, or None while it does not exist."""
+def _tcg_new_event_loop():
+    """tornado_cgen's loop factory (its asyncio face), or None."""
+    import tornado_cgen
+    return getattr(tornado_cgen, "new_event_loop", None)
+
+
+def _tcg_ioloop_class(case_id):
+    """``(IOLoop, None)`` when tornado_cgen's IOLoop has what the case
+    uses, else ``(None, reason)``."""
     try:
         mod = importlib.import_module("tornado_cgen.ioloop")
     except ImportError:
-        return None
-    return getattr(mod, "IOLoop", None)
+        return None, "tornado_cgen.ioloop is not there yet"
+    IOLoop = getattr(mod, "IOLoop", None)
+    if IOLoop is None:
+        return None, "tornado_cgen.ioloop has no IOLoop yet"
+    missing = [m for m in _IOLOOP_METHODS.get(case_id, ["current"])
+               if not hasattr(IOLoop, m)]
+    if missing:
+        return None, "tornado_cgen IOLoop has no %s yet" % ", ".join(missing)
+    return IOLoop, None
 
 
 class TcgFlavour(genstyle.Flavour):
-    """tornado_cgen's gen.coroutine; on its own loop when that exists."""
+    """tornado_cgen's gen.coroutine, on tornado_cgen's loop when it exists.
+
+    Coroutines always run through the loop's asyncio face
+    (``run_until_complete``); inside them ``IOLoop.current()`` is the
+    Tornado face of the same loop.  Callbacks go through ``IOLoop``'s
+    ``add_callback`` when it exists, else through the loop's ``call_soon``.
+    """
 
     name = "tcg"
 
     def __init__(self, case_id):
         from tornado_cgen.concurrent import Future
-        self.gen = _tcg_gen()
+        try:
+            self.gen, self.gen_missing = _tcg_gen(), None
+        except NotAvailable as e:     # the loop cases do not need it
+            self.gen, self.gen_missing = None, str(e)
         self.Future = Future
-        self._IOLoop = _tcg_ioloop_class()
-        needed = _LOOP_METHODS.get(case_id, ["run_sync", "current"])
-        if self._IOLoop is not None:
-            missing = [m for m in needed if not hasattr(self._IOLoop, m)]
-            if missing:
-                self._loop_missing = "tornado_cgen IOLoop has no %s yet" % (
-                    ", ".join(missing))
-            else:
-                self._loop_missing = None
-        else:
-            self._loop_missing = "tornado_cgen.ioloop.IOLoop is not there yet"
-        if self._loop_missing is None:
-            self.variant = "tornado_cgen.gen.coroutine on tornado_cgen's IOLoop"
-        else:
+        self.new_loop = _tcg_new_event_loop()
+        self._IOLoop, self._ioloop_missing = _tcg_ioloop_class(case_id)
+        if self.new_loop is None:
+            self._IOLoop = None
             self.variant = ("tornado_cgen.gen.coroutine on asyncio's default "
-                            "loop (%s)" % self._loop_missing)
+                            "loop (tornado_cgen's loop is not there yet)")
+        elif self._IOLoop is not None:
+            self.variant = ("tornado_cgen.gen.coroutine on tornado_cgen's "
+                            "loop, IOLoop API")
+        else:
+            self.variant = ("tornado_cgen.gen.coroutine on tornado_cgen's "
+                            "loop, asyncio API (%s)" % self._ioloop_missing)
+
+    @property
+    def has_own_loop(self):
+        return self.new_loop is not None
 
     def ioloop_class(self):
-        if self._loop_missing:
-            raise NotAvailable(self._loop_missing)
+        if self._IOLoop is None:
+            raise NotAvailable(self._ioloop_missing or
+                               "tornado_cgen's loop is not there yet")
         return self._IOLoop
 
     def new_ioloop(self):
         return self.ioloop_class()()
 
     def run(self, main):
-        if self._loop_missing is None:
-            io = self._IOLoop()
-            try:
-                return io.run_sync(main)
-            finally:
-                io.close()
-
         async def outer():
             return await main()
 
-        loop = asyncio.new_event_loop()
+        loop = (self.new_loop or asyncio.new_event_loop)()
         asyncio.set_event_loop(loop)
         try:
             return loop.run_until_complete(outer())
@@ -169,18 +187,9 @@ class TcgFlavour(genstyle.Flavour):
             loop.close()
 
     def scheduler(self):
-        if self._loop_missing is None:
+        if self._IOLoop is not None:
             return self._IOLoop.current().add_callback
         return asyncio.get_running_loop().call_soon
-
-
-def _tcg_new_event_loop():
-    """tornado_cgen's asyncio-faced loop factory, or NotAvailable."""
-    import tornado_cgen
-    factory = getattr(tornado_cgen, "new_event_loop", None)
-    if factory is None:
-        raise NotAvailable("tornado_cgen.new_event_loop is not there yet")
-    return factory
 
 
 # ----------------------------------------------------------------- resolve
@@ -218,27 +227,25 @@ def resolve(impl, case_id):
         return functools.partial(genstyle.CASES[case_id], fl), fl.variant
 
     # tcg
-    if case_id == "10":
-        # tornado_cgen has no IOStream of its own: asyncio protocols on its
-        # loop's asyncio face (the same code as the native column).
-        factory = _tcg_new_event_loop()
-        probe = factory()
-        try:
-            missing = [m for m in ("create_server", "create_connection")
-                       if not hasattr(probe, m)]
-        finally:
-            probe.close()
-        if missing:
-            raise NotAvailable("tornado_cgen's loop has no %s yet"
-                               % ", ".join(missing))
-        return (functools.partial(native.case_10, factory),
-                "asyncio protocols on tornado_cgen's loop")
     fl = TcgFlavour(case_id)
-    if case_id in ("6", "7", "8", "9"):
-        fl.ioloop_class()      # the loop cases need tornado_cgen's IOLoop
+    if case_id not in ("6", "8", "9", "10") and fl.gen is None:
+        raise NotAvailable(fl.gen_missing)
     if case_id in ("5", "5d") and not hasattr(fl.gen, "multi"):
         raise NotAvailable("tornado_cgen.gen.multi is not there yet")
-    variant = fl.variant
+    if case_id in ("6", "7", "8", "9", "10") and not fl.has_own_loop:
+        raise NotAvailable("tornado_cgen's loop (tornado_cgen.new_event_loop)"
+                           " is not there yet")
+    if case_id == "10":
+        # tornado_cgen has no IOStream of its own: asyncio protocols on its
+        # loop's asyncio face (the same code as the native columns).
+        return (functools.partial(native.case_10, fl.new_loop),
+                "asyncio protocols on tornado_cgen's loop")
     if case_id in ("6", "8", "9"):
-        variant = "tornado_cgen.ioloop.IOLoop"
-    return functools.partial(genstyle.CASES[case_id], fl), variant
+        if fl._IOLoop is not None:
+            return (functools.partial(genstyle.CASES[case_id], fl),
+                    "tornado_cgen.ioloop.IOLoop")
+        # The loop without its Tornado face yet: the same work through its
+        # asyncio API (call_soon, call_later + cancel, add_reader).
+        return (functools.partial(native.CASES[case_id], fl.new_loop),
+                "asyncio API of tornado_cgen's loop (%s)" % fl._ioloop_missing)
+    return functools.partial(genstyle.CASES[case_id], fl), fl.variant
