@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 
 from . import cases as cases_mod
-from . import harness
+from . import harness, report
 
 
 def _sizes(case, quick):
@@ -133,12 +133,9 @@ def format_table(tool, counts, impl_names):
                 v = r["per_op"]
                 row.append("{:,.0f}".format(v) if abs(v) >= 100 else "%.2f" % v)
             else:
-                cell = "n/a" if r.get("status") == "n/a" else "ERR"
-                why = r.get("reason") or (r.get("error") or "").strip() \
-                    .splitlines()[-1:]
-                if isinstance(why, list):
-                    why = why[0] if why else ""
-                notes.setdefault((impl, cell, why), []).append(cid)
+                cell = report.status_cell(r)
+                notes.setdefault((impl, cell, report.reason_of(r)),
+                                 []).append(cid)
                 row.append(cell)
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [head] + rows)

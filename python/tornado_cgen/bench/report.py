@@ -74,18 +74,25 @@ def build(info, settings, impl_info, measured, extra=None):
     return doc
 
 
+def reason_of(r):
+    """One line saying why a result is n/a or an error."""
+    if r.get("status") == "n/a":
+        return r.get("reason", "")
+    lines = (r.get("error") or "").strip().splitlines()
+    return lines[-1] if lines else "error"
+
+
+def status_cell(r):
+    return "ERR" if r.get("status") == "error" else "n/a"
+
+
 def _fmt_ns(r):
     if r is None:
         return "-"
-    st = r.get("status")
-    if st == "ok":
-        v = r["best_ns_per_op"]
-        if v >= 100_000:
-            return "{:,.0f}".format(v)
-        if v >= 100:
-            return "{:,.0f}".format(v)
-        return "%.1f" % v
-    return "ERR" if st == "error" else "n/a"
+    if r.get("status") != "ok":
+        return status_cell(r)
+    v = r["best_ns_per_op"]
+    return "{:,.0f}".format(v) if v >= 100 else "%.1f" % v
 
 
 def _fmt_x(v):
@@ -119,11 +126,8 @@ def format_table(doc):
             r = res.get(name)
             cell = _fmt_ns(r)
             if r and r.get("status") in ("n/a", "error"):
-                reason = r.get("reason") or r.get("error", "").strip() \
-                    .splitlines()[-1:]
-                if isinstance(reason, list):
-                    reason = reason[0] if reason else ""
-                notes.setdefault((name, cell, reason), []).append(c["id"])
+                notes.setdefault((name, cell, reason_of(r)), []).append(
+                    c["id"])
             row.append(cell)
         sp = c["speedup_of_tcg"]
         row += [_fmt_x(sp.get(a)) for a in ANCHORS]
