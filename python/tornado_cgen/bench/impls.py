@@ -115,7 +115,8 @@ def _tcg_new_event_loop():
 
 def _tcg_ioloop_class(case_id):
     """``(IOLoop, None)`` when tornado_cgen's IOLoop has what the case
-    uses, else ``(None, reason)``."""
+    uses, else ``(None, reason)``.  The methods are looked up on an
+    instance: ``IOLoop()`` returns a subclass that carries them."""
     try:
         mod = importlib.import_module("tornado_cgen.ioloop")
     except ImportError:
@@ -123,8 +124,18 @@ def _tcg_ioloop_class(case_id):
     IOLoop = getattr(mod, "IOLoop", None)
     if IOLoop is None:
         return None, "tornado_cgen.ioloop has no IOLoop yet"
-    missing = [m for m in _IOLOOP_METHODS.get(case_id, ["current"])
-               if not hasattr(IOLoop, m)]
+    try:
+        probe = IOLoop()
+    except Exception as e:
+        return None, "tornado_cgen's IOLoop() fails: %r" % e
+    try:
+        missing = [m for m in ["run_sync", "close"] +
+                   _IOLOOP_METHODS.get(case_id, ["current"])
+                   if not hasattr(probe, m)]
+    finally:
+        if hasattr(probe, "close"):
+            probe.close()
+        asyncio.set_event_loop(None)
     if missing:
         return None, "tornado_cgen IOLoop has no %s yet" % ", ".join(missing)
     return IOLoop, None
@@ -133,10 +144,11 @@ def _tcg_ioloop_class(case_id):
 class TcgFlavour(genstyle.Flavour):
     """tornado_cgen's gen.coroutine, on tornado_cgen's loop when it exists.
 
-    Coroutines always run through the loop's asyncio face
-    (``run_until_complete``); inside them ``IOLoop.current()`` is the
-    Tornado face of the same loop.  Callbacks go through ``IOLoop``'s
-    ``add_callback`` when it exists, else through the loop's ``call_soon``.
+    With tornado_cgen's IOLoop, coroutines run under ``IOLoop().run_sync``
+    (the IOLoop is also the asyncio loop) and callbacks go through
+    ``IOLoop.current().add_callback``; with only the loop's asyncio face,
+    under ``run_until_complete`` with ``call_soon``; with neither, on
+    asyncio's default loop (labelled so in the variant).
     """
 
     name = "tcg"
@@ -175,6 +187,15 @@ class TcgFlavour(genstyle.Flavour):
         return self.ioloop_class()()
 
     def run(self, main):
+        if self._IOLoop is not None:
+            # One object with both faces: IOLoop.current() inside is it.
+            io = self._IOLoop()
+            try:
+                return io.run_sync(main)
+            finally:
+                io.close()
+                asyncio.set_event_loop(None)
+
         async def outer():
             return await main()
 
