@@ -1,6 +1,6 @@
 """Quick interleaved benchmark of DESIGN cases 1-5 (the Runner's share):
-tornado_cgen vs Tornado 6 gen.coroutine vs native async def, on asyncio and
-on uvloop.  Not a test: ``python tests/bench_gen_quick.py [reps]``.
+tornado_cgen vs Tornado 6 gen.coroutine vs native async def, on asyncio, on
+uvloop and on tornado_cgen's C loop.  Not a test: ``python tests/bench_gen_quick.py [reps]``.
 
 Each (implementation, loop, case) runs in its own process, interleaved,
 best of `reps`; prints ns per op.  The real harness is
@@ -19,7 +19,7 @@ CASES = {
     6: ("dict of 10 done futures, per future", 20_000),  # x 10
 }
 IMPLS = ["cgen", "tornado", "native"]
-LOOPS = ["asyncio", "uvloop"]
+LOOPS = ["asyncio", "uvloop", "tcg"]
 
 CHILD = r'''
 import asyncio, gc, sys, time
@@ -27,6 +27,9 @@ impl, loopname, case, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.ar
 if loopname == "uvloop":
     import uvloop
     loop = uvloop.new_event_loop()
+elif loopname == "tcg":
+    import tornado_cgen
+    loop = tornado_cgen.new_event_loop()
 else:
     loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)

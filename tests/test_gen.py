@@ -1,10 +1,11 @@
 """tornado_cgen.gen against upstream Tornado 6.
 
-Every test in this file takes an ``impl`` (``tornado_cgen`` or ``tornado``,
-the latter skipped if Tornado is not installed) and runs the same code on
-both: Tornado is the oracle that these tests encode its real semantics.
-Coroutines run under a fresh asyncio loop (``asyncio.run``).  Deliberate
-differences are marked where they are tested.
+Every test in this file takes an ``impl`` and runs the same code on each:
+``cgen`` (tornado_cgen on asyncio's default loop), ``cgen-tcgloop`` (on
+tornado_cgen's own C loop) and ``tornado`` (upstream Tornado 6, skipped if
+not installed): Tornado is the oracle that these tests encode its real
+semantics.  Each test gets a fresh loop (``run``).  Deliberate differences
+are marked where they are tested.
 """
 import asyncio
 import concurrent.futures
@@ -32,38 +33,61 @@ except ImportError:  # pragma: no cover
 
 
 class Impl:
-    def __init__(self, name, gen, concurrent):
+    def __init__(self, name, gen, concurrent, loop_factory=None):
         self.name = name
         self.gen = gen
         self.concurrent = concurrent
         self.Future = concurrent.Future
+        self.loop_factory = loop_factory
 
     def __repr__(self):
         return self.name
 
 
-IMPLS = [pytest.param(Impl("tornado_cgen", cgen_gen, cgen_concurrent), id="cgen")]
-IMPLS.append(
+def _tcg_loop():
+    import tornado_cgen
+    return tornado_cgen.new_event_loop()
+
+
+IMPLS = [
+    # ours on asyncio's default loop, and on our own C loop
+    pytest.param(Impl("tornado_cgen", cgen_gen, cgen_concurrent), id="cgen"),
+    pytest.param(Impl("tornado_cgen", cgen_gen, cgen_concurrent, _tcg_loop),
+                 id="cgen-tcgloop"),
     pytest.param(
         Impl("tornado", tornado_gen, tornado_concurrent) if tornado_gen else None,
         id="tornado",
         marks=pytest.mark.skipif(tornado_gen is None, reason="Tornado not installed"),
-    )
-)
+    ),
+]
+
+# The loop factory of the running test's impl (None: asyncio's default).
+_loop_factory = None
 
 
 @pytest.fixture(params=IMPLS)
 def impl(request):
-    return request.param
+    global _loop_factory
+    _loop_factory = request.param.loop_factory
+    try:
+        yield request.param
+    finally:
+        _loop_factory = None
+
+
+def new_loop():
+    return (_loop_factory or asyncio.new_event_loop)()
 
 
 def run(fn, *args):
-    """Run ``fn(*args)`` (returning an awaitable) on a fresh asyncio loop."""
+    """Run ``fn(*args)`` (returning an awaitable) on a fresh loop of the
+    implementation under test."""
 
     async def main():
         return await fn(*args)
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=_loop_factory) as runner:
+        return runner.run(main())
 
 
 def in_loop(fn):
@@ -72,7 +96,7 @@ def in_loop(fn):
     async def main():
         return fn()
 
-    return asyncio.run(main())
+    return run(main)
 
 
 APP_LOG = "tornado.application"

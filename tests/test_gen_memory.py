@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from test_gen import APP_LOG, impl, run  # noqa: F401  (fixture)
+from test_gen import APP_LOG, impl, new_loop, run  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_suspended_coroutine_in_cycle_collected_when_loop_closes(impl):
         for _ in range(3):
             yield gen.moment
 
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     try:
         async def go():
             await main()
