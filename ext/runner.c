@@ -1067,7 +1067,10 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
 {
     for (;;) {
         PyObject *yielded;
-        PySendResult sr = gen_resume(st, core->gen, value, exc, &yielded);
+        /* Strong: the generator runs arbitrary code. */
+        PyObject *gen = Py_NewRef(core->gen);
+        PySendResult sr = gen_resume(st, gen, value, exc, &yielded);
+        Py_DECREF(gen);
         Py_XDECREF(value);
         Py_XDECREF(exc);
         value = exc = NULL;
@@ -1615,9 +1618,11 @@ static PyMethodDef runner_functions[] = {
      "_null_future, convert_yielded and the concurrent-future wrapper."},
     {"multi", (PyCFunction)(void (*)(void))gen_multi,
      METH_FASTCALL | METH_KEYWORDS,
-     "multi(children, quiet_exceptions=()) -> Future\n\n"
-     "Wait for every child of a list or dict (nested too); done children\n"
-     "resolve it at once."},
+     "multi($module, /, children, quiet_exceptions=())\n--\n\n"
+     "A Future for the results of every child of a list or dict (nested\n"
+     "too), in input order.  Done children resolve it at once; the first\n"
+     "failure in input order wins, later ones are logged unless they are\n"
+     "quiet_exceptions."},
     {NULL, NULL, 0, NULL},
 };
 
