@@ -3,7 +3,7 @@ futures, sub-coroutines, moments, lists, dicts, exceptions, Return,
 cancellation, bad yields), measured with ``sys.gettotalrefcount()`` on a
 debug interpreter (else ``sys.getallocatedblocks()``).
 
-    python tests/refleak_runner.py [cycles] [rounds]
+    python tests/refleak_runner.py [cycles] [rounds] [asyncio|tcg|both]
 
 Prints the growth per round after a warm-up round; exits 1 if any round
 after the first grew.  Also imported by test_gen_memory.py.
@@ -101,8 +101,16 @@ def _count():
     return sys.getallocatedblocks()
 
 
-def measure(cycles=10000, rounds=5):
-    """Growth of the reference (or block) count per round of `cycles`."""
+def _new_loop(kind):
+    if kind == "tcg":
+        import tornado_cgen
+        return tornado_cgen.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def measure(cycles=10000, rounds=5, loop_kind="asyncio"):
+    """Growth of the reference (or block) count per round of `cycles` on a
+    loop of `loop_kind` ("asyncio" or "tcg", tornado_cgen's)."""
     import logging
     logging.getLogger("tornado.application").disabled = True
     logging.getLogger("asyncio").disabled = True
@@ -113,7 +121,7 @@ def measure(cycles=10000, rounds=5):
 
     # Preallocated: storing a result costs no reference of its own.
     deltas = [0] * rounds
-    loop = asyncio.new_event_loop()
+    loop = _new_loop(loop_kind)
     try:
         for r in range(rounds):
             gc.collect()
@@ -129,11 +137,17 @@ def measure(cycles=10000, rounds=5):
 def main():
     cycles = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    which = sys.argv[3] if len(sys.argv) > 3 else "both"
+    kinds = ["asyncio", "tcg"] if which == "both" else [which]
     kind = "refs" if hasattr(sys, "gettotalrefcount") else "blocks"
-    deltas = measure(cycles, rounds)
-    print("%d cycles x %d rounds, %s growth per round: %s"
-          % (cycles, rounds, kind, deltas))
-    return 1 if max(deltas[1:]) > 0 else 0
+    status = 0
+    for loop_kind in kinds:
+        deltas = measure(cycles, rounds, loop_kind)
+        print("%s loop: %d cycles x %d rounds, %s growth per round: %s"
+              % (loop_kind, cycles, rounds, kind, deltas))
+        if max(deltas[1:]) > 0:
+            status = 1
+    return status
 
 
 if __name__ == "__main__":
