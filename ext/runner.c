@@ -4,7 +4,9 @@
  * Runner type (one per coroutine that suspends), the yield dispatcher
  * (what a yielded object means: done future, pending future, moment, list
  * or dict, awaitable, anything through gen.convert_yielded), multi() with
- * its MultiWaiter type, and the runner's slice of the module state.
+ * its MultiWaiter type, ConvertYielded (gen.convert_yielded's fast paths
+ * over its singledispatch registry), and the runner's slice of the module
+ * state.
  *
  * How a call goes:
  *   1. Coroutine.__call__ makes the result future and copies the context
@@ -1591,6 +1593,145 @@ static PyType_Spec Coroutine_spec = {
     .slots = Coroutine_slots,
 };
 
+/* ---- ConvertYielded: gen.convert_yielded ------------------------------- */
+
+/* The public convert_yielded: exact-type fast paths in C, everything else
+ * through the functools.singledispatch function it wraps (so .register,
+ * .dispatch and .registry work: attribute lookups fall through to it).
+ * Registering one of the exact fast-path types (list, dict, NoneType, our
+ * Future, asyncio.Future) has no effect; subclasses dispatch normally. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dispatch;      /* the singledispatch function */
+    PyObject *dict;
+} ConvertObject;
+
+static PyObject *
+convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
+             PyObject *kwnames)
+{
+    ConvertObject *cv = (ConvertObject *)self;
+    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL &&
+        !gen_not_ready(st)) {
+        PyObject *y = args[0];
+        if (tcg_Future_CheckExact(st, y) || is_exact_aio_future(st, y) ||
+            y == st->run.moment || y == st->run.null_future) {
+            return Py_NewRef(y);
+        }
+        if (y == Py_None) {
+            return Py_NewRef(st->run.moment);
+        }
+        if (PyList_CheckExact(y) || PyDict_CheckExact(y)) {
+            PyObject *out = NULL;
+            int rc = multi_collect(st, y, st->c.empty_tuple, &out);
+            if (rc < 0 || rc == MULTI_PENDING) {
+                return out;
+            }
+            PyObject *fut = done_future_from(st, rc, out);
+            Py_XDECREF(out);
+            return fut;
+        }
+    }
+    PyErr_Clear();   /* gen_not_ready: let the dispatcher say what fails */
+    return PyObject_Vectorcall(cv->dispatch, args, nargsf, kwnames);
+}
+
+static PyObject *
+convert_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *res = PyObject_GenericGetAttr(self, name);
+    if (res != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return res;
+    }
+    PyErr_Clear();
+    return PyObject_GetAttr(((ConvertObject *)self)->dispatch, name);
+}
+
+static PyObject *
+convert_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *dispatch;
+    if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) ||
+        !PyArg_UnpackTuple(args, "ConvertYielded", 1, 1, &dispatch)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError,
+                            "ConvertYielded takes one positional argument");
+        }
+        return NULL;
+    }
+    ConvertObject *cv = (ConvertObject *)type->tp_alloc(type, 0);
+    if (cv == NULL) {
+        return NULL;
+    }
+    cv->vectorcall = convert_call;
+    cv->dispatch = Py_NewRef(dispatch);
+    return (PyObject *)cv;
+}
+
+static int
+convert_traverse(ConvertObject *cv, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(cv));
+    Py_VISIT(cv->dispatch);
+    Py_VISIT(cv->dict);
+    return 0;
+}
+
+static int
+convert_clear(ConvertObject *cv)
+{
+    Py_CLEAR(cv->dispatch);
+    Py_CLEAR(cv->dict);
+    return 0;
+}
+
+static void
+convert_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    convert_clear((ConvertObject *)self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyGetSetDef Convert_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Convert_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(ConvertObject, vectorcall),
+     READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(ConvertObject, dict), READONLY,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Convert_slots[] = {
+    {Py_tp_doc, (void *)"gen.convert_yielded: C fast paths over a "
+                        "singledispatch function."},
+    {Py_tp_new, convert_new},
+    {Py_tp_dealloc, convert_dealloc},
+    {Py_tp_traverse, convert_traverse},
+    {Py_tp_clear, convert_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_getattro, convert_getattro},
+    {Py_tp_getset, Convert_getset},
+    {Py_tp_members, Convert_members},
+    {0, NULL},
+};
+
+static PyType_Spec Convert_spec = {
+    .name = "tornado_cgen._core.ConvertYielded",
+    .basicsize = sizeof(ConvertObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Convert_slots,
+};
+
 /* ---- module functions --------------------------------------------------- */
 
 /* _gen_setup(Return, moment, null_future, convert_yielded,
@@ -1668,6 +1809,12 @@ tcg_runner_exec(PyObject *m, tcg_state *st)
     if (rs->MultiWaiterType == NULL) {
         return -1;
     }
+    rs->ConvertType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        m, &Convert_spec, NULL);
+    if (rs->ConvertType == NULL ||
+        PyModule_AddType(m, rs->ConvertType) < 0) {
+        return -1;
+    }
     if ((rs->GeneratorABC = import_attr("collections.abc", "Generator")) ==
             NULL ||
         (rs->AioFutureType = PyObject_GetAttrString(st->c.asyncio, "Future")) ==
@@ -1699,6 +1846,7 @@ tcg_runner_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(rs->RunnerType);
     Py_VISIT(rs->CoroutineType);
     Py_VISIT(rs->MultiWaiterType);
+    Py_VISIT(rs->ConvertType);
     Py_VISIT(rs->Return);
     Py_VISIT(rs->moment);
     Py_VISIT(rs->null_future);
@@ -1719,6 +1867,7 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->RunnerType);
     Py_CLEAR(rs->CoroutineType);
     Py_CLEAR(rs->MultiWaiterType);
+    Py_CLEAR(rs->ConvertType);
     Py_CLEAR(rs->Return);
     Py_CLEAR(rs->moment);
     Py_CLEAR(rs->null_future);

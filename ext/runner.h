@@ -7,13 +7,14 @@ typedef struct {
     PyTypeObject *RunnerType;        /* drives one suspended generator */
     PyTypeObject *CoroutineType;     /* what gen.coroutine(func) returns */
     PyTypeObject *MultiWaiterType;   /* collects a pending multi() */
+    PyTypeObject *ConvertType;       /* gen.convert_yielded's type */
 
     /* Set once by tornado_cgen.gen through _core._gen_setup(); NULL
      * before, and then the coroutine wrapper refuses to run. */
     PyObject *Return;            /* gen.Return */
     PyObject *moment;            /* gen.moment */
     PyObject *null_future;       /* gen._null_future */
-    PyObject *convert_yielded;   /* gen.convert_yielded (the registry) */
+    PyObject *convert_yielded;   /* convert_yielded's singledispatch */
     PyObject *wrap_concurrent;   /* concurrent.futures.Future -> asyncio */
 
     /* Result futures: NULL makes our C Future (standalone mode).  A later

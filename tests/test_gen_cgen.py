@@ -82,8 +82,41 @@ def test_runner_constructed_from_python():
 
 
 def test_runner_rejects_bad_ctx_run():
-    with pytest.raises(TypeError):
-        gen.Runner(print, iter(()), Future(loop=asyncio.new_event_loop()), None)
+    async def main():
+        with pytest.raises(TypeError):
+            gen.Runner(print, iter(()), Future(), None)
+
+    run(main)
+
+
+def test_convert_yielded_fast_paths_and_registry():
+    class Thing:
+        pass
+
+    @gen.convert_yielded.register(Thing)
+    def _(thing):
+        return gen.maybe_future("converted")
+
+    class MyList(list):
+        pass
+
+    async def main():
+        fut = Future()
+        assert gen.convert_yielded(fut) is fut
+        assert gen.convert_yielded(None) is gen.moment
+        assert gen.convert_yielded([gen.maybe_future(1)]).result() == [1]
+        assert gen.convert_yielded({"a": None}).result() == {"a": None}
+        assert gen.convert_yielded(MyList()).result() == []   # dispatched
+        assert gen.convert_yielded(Thing()).result() == "converted"
+        assert gen.convert_yielded.dispatch(Thing) is _
+        assert Thing in gen.convert_yielded.registry
+        assert gen.convert_yielded.__name__ == "convert_yielded"
+        with pytest.raises(gen.BadYieldError):
+            gen.convert_yielded(42)
+        with pytest.raises(TypeError):
+            gen.convert_yielded()
+
+    run(main)
 
 
 def test_coroutine_needs_callable():

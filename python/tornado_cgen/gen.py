@@ -148,18 +148,7 @@ def _wrap_concurrent(future: concurrent.futures.Future) -> "asyncio.Future":
     return asyncio.wrap_future(future)
 
 
-@functools.singledispatch
-def convert_yielded(yielded: Any) -> Any:
-    """Convert a yielded object to something the Runner can wait on:
-    ``None``/``moment`` -> ``moment``, a list or dict -> ``multi(...)``, a
-    future -> itself, an awaitable -> an asyncio Task; anything else raises
-    ``BadYieldError``.
-
-    It is a ``functools.singledispatch`` function: ``convert_yielded.register
-    (SomeType)`` teaches coroutines to yield ``SomeType``.  (The C Runner
-    handles futures, lists, dicts and ``None`` itself, without dispatching;
-    every other type comes here.)
-    """
+def _convert_yielded(yielded: Any) -> Any:
     if yielded is None or yielded is moment:
         return moment
     if yielded is _null_future:
@@ -173,7 +162,25 @@ def convert_yielded(yielded: Any) -> Any:
     raise BadYieldError("yielded unknown object %r" % (yielded,))
 
 
-_core._gen_setup(Return, moment, _null_future, convert_yielded, _wrap_concurrent)
+_convert_dispatch = functools.singledispatch(_convert_yielded)
+
+convert_yielded = _core.ConvertYielded(_convert_dispatch)
+functools.update_wrapper(convert_yielded, _convert_yielded)
+convert_yielded.__name__ = convert_yielded.__qualname__ = "convert_yielded"
+convert_yielded.__doc__ = """Convert a yielded object to something the Runner can wait on:
+``None``/``moment`` -> ``moment``, a list or dict -> ``multi(...)``, a
+future -> itself, an awaitable -> an asyncio Task; anything else raises
+``BadYieldError``.
+
+Extend it like a ``functools.singledispatch`` function:
+``@convert_yielded.register(SomeType)`` teaches coroutines to yield
+``SomeType`` (``.dispatch`` and ``.registry`` work too).  Exact futures,
+lists, dicts and ``None`` take C fast paths that never dispatch; the C
+Runner consults the registry for every other type.
+"""
+
+_core._gen_setup(Return, moment, _null_future, _convert_dispatch,
+                 _wrap_concurrent)
 
 
 # ---- multi ----------------------------------------------------------------
