@@ -692,28 +692,82 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
     Py_RETURN_NONE;
 }
 
-/* _tornado_call_at(when, callback, *args): a timer run under
- * _run_callback's rules; a deadline in the past means "now". */
+/* A Tornado timer at `when` for args[1](*args[2:], **kwargs): run under
+ * _run_callback's rules; a deadline in the past means "now" (Tornado turns
+ * it into call_later(max(0, when - now))). */
 static PyObject *
-loop_tornado_call_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames)
 {
-    tcg_LoopObject *lp = LOOP(self);
-    double when;
-    if (nargs < 2) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_tornado_call_at(when, callback, *args)");
-        return NULL;
-    }
-    if (get_time_arg(args[0], "when cannot be None", &when) < 0 ||
-        check_closed(lp) < 0) {
+    if (check_closed(lp) < 0) {
         return NULL;
     }
     double now = monotonic_now();
     if (!(when > now)) {
         when = now;
     }
-    return schedule_at(lp, when, args[1], args + 2, nargs - 2, NULL,
-                       TCG_H_TORNADO);
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        return schedule_at(lp, when, args[1], args + 2, nargs - 2, NULL,
+                           TCG_H_TORNADO);
+    }
+    /* Cold: bind the keywords with functools.partial, as Tornado does. */
+    PyObject *p = PyObject_Vectorcall(lp->st->loop.partial, args + 1,
+                                      nargs - 1, kwnames);
+    if (p == NULL) {
+        return NULL;
+    }
+    PyObject *res = schedule_at(lp, when, p, NULL, 0, NULL, TCG_H_TORNADO);
+    Py_DECREF(p);
+    return res;
+}
+
+/* IOLoop.call_at(when, callback, *args, **kwargs) */
+static PyObject *
+loop_tornado_call_at(PyObject *self, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    double when;
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_at(when, callback, *args, **kwargs)");
+        return NULL;
+    }
+    if (get_time_arg(args[0], "when cannot be None", &when) < 0) {
+        return NULL;
+    }
+    return tornado_timer(LOOP(self), when, args, nargs, kwnames);
+}
+
+/* IOLoop.call_later(delay, callback, *args, **kwargs) */
+static PyObject *
+loop_tornado_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
+                        PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    double delay;
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_later(delay, callback, *args, **kwargs)");
+        return NULL;
+    }
+    if (get_time_arg(args[0], "delay must not be None", &delay) < 0) {
+        return NULL;
+    }
+    return tornado_timer(LOOP(self), monotonic_now() + delay, args, nargs,
+                         kwnames);
+}
+
+/* IOLoop.remove_timeout(handle): cancel; safe after it ran. */
+static PyObject *
+loop_remove_timeout(PyObject *self, PyObject *handle)
+{
+    tcg_state *st = LOOP(self)->st;
+    if (PyObject_TypeCheck(handle, st->loop.HandleType)) {
+        tcg_handle_cancel((tcg_HandleObject *)handle);
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallMethod(handle, "cancel", NULL);
 }
 
 static PyObject *
@@ -1389,7 +1443,12 @@ static PyMethodDef loop_methods[] = {
     {"add_callback", (PyCFunction)(void (*)(void))loop_add_callback, FASTKW,
      "Tornado's add_callback: safe from any thread."},
     {"_tornado_call_at", (PyCFunction)(void (*)(void))loop_tornado_call_at,
-     METH_FASTCALL, NULL},
+     FASTKW, "IOLoop.call_at"},
+    {"_tornado_call_later",
+     (PyCFunction)(void (*)(void))loop_tornado_call_later, FASTKW,
+     "IOLoop.call_later"},
+    {"_tornado_remove_timeout", loop_remove_timeout, METH_O,
+     "IOLoop.remove_timeout"},
     {"time", loop_time, METH_NOARGS, "The loop's monotonic clock."},
     {"create_future", loop_create_future, METH_NOARGS, NULL},
     {"stop", loop_stop, METH_NOARGS, NULL},

@@ -323,6 +323,59 @@ class IOLoop:
             raise RuntimeError("Event loop stopped before Future completed.")
         return fut.result()
 
+    # -- what the concrete classes provide --------------------------------
+    # Written for an IOLoop over another asyncio loop (_AsyncIOWrapper);
+    # _CIOLoop replaces them with the C loop's own methods.
+
+    _c = None   # the tornado_cgen loop underneath, for its C paths
+
+    def time(self):
+        return self.asyncio_loop.time()
+
+    def stop(self):
+        self.asyncio_loop.stop()
+
+    def add_callback(self, callback, *args, **kwargs):
+        """Schedule ``callback(*args, **kwargs)`` on the next iteration.
+        Safe from any thread; dropped quietly once the loop is closed."""
+        if self._c is not None:
+            return self._c.add_callback(callback, *args, **kwargs)
+        aloop = self.asyncio_loop
+        if events._get_running_loop() is aloop:
+            call_soon = aloop.call_soon
+        else:
+            call_soon = aloop.call_soon_threadsafe
+        try:
+            call_soon(self._run_callback,
+                      functools.partial(callback, *args, **kwargs))
+        except (RuntimeError, AttributeError):
+            pass  # the loop is closed: dropped, as Tornado does
+
+    def call_at(self, when, callback, *args, **kwargs):
+        if kwargs:
+            callback = functools.partial(callback, *args, **kwargs)
+            args = ()
+        if self._c is not None:
+            return self._c._tornado_call_at(when, callback, *args)
+        return self.asyncio_loop.call_later(
+            max(0, when - self.time()), self._run_callback,
+            functools.partial(callback, *args))
+
+    def close(self, all_fds=False):
+        if self._is_current:
+            self._clear_current_hook()
+        self._close_handlers(all_fds)
+        IOLoop._ioloop_for_asyncio.pop(self.asyncio_loop, None)
+        self.asyncio_loop.close()
+
+    def run_in_executor(self, executor, func, *args):
+        return self.asyncio_loop.run_in_executor(executor, func, *args)
+
+    def set_default_executor(self, executor):
+        return self.asyncio_loop.set_default_executor(executor)
+
+
+
     # -- callbacks, timeouts, futures -------------------------------------
 
     def add_timeout(self, deadline, callback, *args, **kwargs):
@@ -404,21 +457,18 @@ class _CIOLoop(IOLoop, Loop):
     def asyncio_loop(self):
         return self
 
-    # The C fast paths (IOLoop's generic versions would shadow them).
+    # The C loop's own methods (IOLoop's generic ones would shadow them).
     add_callback = _core.Loop.add_callback
     spawn_callback = _core.Loop.add_callback
+    time = _core.Loop.time
+    stop = _core.Loop.stop
+    run_in_executor = Loop.run_in_executor
+    set_default_executor = Loop.set_default_executor
 
-    def call_at(self, when, callback, *args, **kwargs):
-        if kwargs:
-            callback = functools.partial(callback, *args, **kwargs)
-            args = ()
-        return self._tornado_call_at(when, callback, *args)
-
-    def call_later(self, delay, callback, *args, **kwargs):
-        if kwargs:
-            callback = functools.partial(callback, *args, **kwargs)
-            args = ()
-        return self._tornado_call_at(self.time() + delay, callback, *args)
+    # Tornado's timer methods, in C.
+    call_at = _core.Loop._tornado_call_at
+    call_later = _core.Loop._tornado_call_later
+    remove_timeout = _core.Loop._tornado_remove_timeout
 
     def close(self, all_fds=False):
         if self.is_running():
@@ -450,49 +500,6 @@ class _AsyncIOWrapper(IOLoop):
         self._c = asyncio_loop if isinstance(asyncio_loop, _core.Loop) \
             else None
         self._init_tornado(make_current)
-
-    def time(self):
-        return self.asyncio_loop.time()
-
-    def stop(self):
-        self.asyncio_loop.stop()
-
-    def add_callback(self, callback, *args, **kwargs):
-        if self._c is not None:
-            return self._c.add_callback(callback, *args, **kwargs)
-        aloop = self.asyncio_loop
-        if events._get_running_loop() is aloop:
-            call_soon = aloop.call_soon
-        else:
-            call_soon = aloop.call_soon_threadsafe
-        try:
-            call_soon(self._run_callback,
-                      functools.partial(callback, *args, **kwargs))
-        except (RuntimeError, AttributeError):
-            pass  # the loop is closed: dropped, as Tornado does
-
-    def call_at(self, when, callback, *args, **kwargs):
-        if kwargs:
-            callback = functools.partial(callback, *args, **kwargs)
-            args = ()
-        if self._c is not None:
-            return self._c._tornado_call_at(when, callback, *args)
-        return self.asyncio_loop.call_later(
-            max(0, when - self.time()), self._run_callback,
-            functools.partial(callback, *args))
-
-    def close(self, all_fds=False):
-        if self._is_current:
-            self._clear_current_hook()
-        self._close_handlers(all_fds)
-        IOLoop._ioloop_for_asyncio.pop(self.asyncio_loop, None)
-        self.asyncio_loop.close()
-
-    def run_in_executor(self, executor, func, *args):
-        return self.asyncio_loop.run_in_executor(executor, func, *args)
-
-    def set_default_executor(self, executor):
-        return self.asyncio_loop.set_default_executor(executor)
 
 
 class PeriodicCallback:
