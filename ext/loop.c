@@ -14,7 +14,8 @@
  *      next timer; the GIL is released only when the wait may block.  While
  *      callbacks are ready the poll is skipped altogether, but never for
  *      longer than TCG_POLL_INTERVAL: a busy loop still sees I/O every
- *      250 us (rloop's rule; asyncio and uvloop poll every iteration).
+ *      250 us (rloop's rule; asyncio and uvloop poll every iteration),
+ *      and the first iteration of every run_forever() always polls.
  *      Ready fds append their reader/writer handles to the ring.
  *   2. timers whose deadline has passed move to the ring, in deadline order
  *      (ties in scheduling order).
@@ -1148,6 +1149,9 @@ begin_running(tcg_LoopObject *lp)
     }
     lp->running = true;
     lp->thread_id = PyThread_get_thread_ident();
+    /* Every run starts with a look at I/O, whatever is ready: code that
+     * runs the loop "briefly" expects pending I/O events to be seen. */
+    lp->last_poll = -INFINITY;
     return 0;
 }
 
