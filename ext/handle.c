@@ -308,6 +308,9 @@ handle_dealloc(tcg_HandleObject *h)
     PyObject_GC_UnTrack(h);
     handle_clear(h);
     tcg_state *st = tcg_state_from_type(tp);
+    if (st == NULL) {
+        PyErr_Clear();   /* cannot happen: tp is one of ours */
+    }
     int kind = st == NULL ? -1
              : tp == st->loop.HandleType ? 0
              : tp == st->loop.TimerHandleType ? 1 : -1;
@@ -315,7 +318,6 @@ handle_dealloc(tcg_HandleObject *h)
         st->loop.freelist[kind][st->loop.nfree[kind]++] = h;
     }
     else {
-        PyErr_Clear();
         tp->tp_free((PyObject *)h);
     }
     Py_DECREF(tp);

@@ -45,6 +45,7 @@
 #define TCG_MAX_TIMEOUT (24 * 3600.0)   /* as asyncio's MAXIMUM_SELECT_TIMEOUT */
 #define TCG_MAX_EVENTS 256
 #define TCG_PURGE_MIN 100               /* as asyncio: purge cancelled timers */
+#define TCG_KEEP_CAP 65536              /* ring capacity kept after a burst */
 
 typedef struct {
     double when;
@@ -827,13 +828,16 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
     if (fd < 0 || check_closed(lp) < 0) {
         return NULL;
     }
-    fd_entry *e = fd_slot(lp, fd);
-    if (e == NULL) {
-        return NULL;
-    }
+    /* The handle first: allocating may run the GC, and finalizers may
+     * add or remove fds (moving the table). */
     tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, args[1],
                                          args + 2, nargs - 2, NULL, false);
     if (h == NULL) {
+        return NULL;
+    }
+    fd_entry *e = check_closed(lp) < 0 ? NULL : fd_slot(lp, fd);
+    if (e == NULL) {
+        Py_DECREF(h);
         return NULL;
     }
     tcg_HandleObject **slot = writer ? &e->writer : &e->reader;
@@ -1123,6 +1127,12 @@ loop_run_once(tcg_LoopObject *lp)
             return -1;
         }
     }
+    if (TCG_UNLIKELY(lp->ring_cap > TCG_KEEP_CAP) && lp->ring_len == 0) {
+        /* Give back what a burst took. */
+        PyMem_Free(lp->ring);
+        lp->ring = NULL;
+        lp->ring_cap = lp->ring_head = 0;
+    }
     return 0;
 }
 
@@ -1196,23 +1206,19 @@ loop_run_forever_core(PyObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* _run_once(): one iteration, for tests and embedding. */
+/* _run_once(): one iteration of a loop that is not running, for tests and
+ * embedding. */
 static PyObject *
 loop_run_once_meth(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     tcg_LoopObject *lp = LOOP(self);
-    bool was_running = lp->running;
-    if (!was_running) {
-        if (begin_running(lp) < 0) {
-            return NULL;
-        }
-        set_running_cache(lp);
+    if (begin_running(lp) < 0) {
+        return NULL;
     }
+    set_running_cache(lp);
     Py_INCREF(self);
     int rc = loop_run_once(lp);
-    if (!was_running) {
-        end_running(lp);
-    }
+    end_running(lp);
     Py_DECREF(self);
     if (rc < 0) {
         return NULL;
@@ -1444,8 +1450,8 @@ static PyMethodDef loop_methods[] = {
      (PyCFunction)(void (*)(void))loop_call_soon_threadsafe, FASTKW, NULL},
     {"call_later", (PyCFunction)(void (*)(void))loop_call_later, FASTKW, NULL},
     {"call_at", (PyCFunction)(void (*)(void))loop_call_at, FASTKW, NULL},
-    {"add_callback", (PyCFunction)(void (*)(void))loop_add_callback, FASTKW,
-     "Tornado's add_callback: safe from any thread."},
+    {"_tornado_add_callback", (PyCFunction)(void (*)(void))loop_add_callback,
+     FASTKW, "IOLoop.add_callback: safe from any thread."},
     {"_tornado_call_at", (PyCFunction)(void (*)(void))loop_tornado_call_at,
      FASTKW, "IOLoop.call_at"},
     {"_tornado_call_later",

@@ -672,3 +672,32 @@ def test_ioloop_is_collected(impl):
     del io
     gc.collect()
     assert ref() is None
+
+
+def test_current_on_plain_tornado_cgen_loop(impl, caplog):
+    """IOLoop.current() over tornado_cgen.new_event_loop() (not an IOLoop):
+    Tornado's rules still hold for its callbacks."""
+    import tornado_cgen
+    ran = []
+
+    async def coro(x):
+        ran.append(x)
+        raise ValueError("from coroutine callback")
+
+    async def main():
+        io = impl.IOLoop.current()
+        assert io is impl.IOLoop.current()
+        io.add_callback(coro, 1)
+        io.call_later(0, coro, 2)
+        await asyncio.sleep(0.05)
+
+    loop = tornado_cgen.new_event_loop()
+    try:
+        with caplog.at_level("ERROR", logger=APP_LOG):
+            loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert ran == [1, 2]
+    assert sum(1 for r in caplog.records
+               if r.name == APP_LOG and r.exc_info
+               and r.exc_info[0] is ValueError) == 2

@@ -462,3 +462,23 @@ def test_policy():
         loop.close()
     finally:
         asyncio.set_event_loop_policy(old)
+
+
+def test_run_once_refuses_nesting(loop):
+    errors = []
+
+    def nested():
+        try:
+            loop._run_once()
+        except RuntimeError as e:
+            errors.append(e)
+
+    loop.call_soon(nested)
+    loop._run_once()
+    assert len(errors) == 1
+    assert asyncio._get_running_loop() is None
+
+
+def test_asyncio_face_has_no_tornado_methods(loop):
+    assert not hasattr(loop, "add_callback")
+    assert not hasattr(loop, "add_handler")

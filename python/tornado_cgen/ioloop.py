@@ -339,7 +339,7 @@ class IOLoop:
         """Schedule ``callback(*args, **kwargs)`` on the next iteration.
         Safe from any thread; dropped quietly once the loop is closed."""
         if self._c is not None:
-            return self._c.add_callback(callback, *args, **kwargs)
+            return self._c._tornado_add_callback(callback, *args, **kwargs)
         aloop = self.asyncio_loop
         if events._get_running_loop() is aloop:
             call_soon = aloop.call_soon
@@ -458,8 +458,8 @@ class _CIOLoop(IOLoop, Loop):
         return self
 
     # The C loop's own methods (IOLoop's generic ones would shadow them).
-    add_callback = _core.Loop.add_callback
-    spawn_callback = _core.Loop.add_callback
+    add_callback = _core.Loop._tornado_add_callback
+    spawn_callback = _core.Loop._tornado_add_callback
     time = _core.Loop.time
     stop = _core.Loop.stop
     run_in_executor = Loop.run_in_executor

@@ -106,6 +106,8 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
 
     def _run_once(self):
         # One iteration (BaseEventLoop's name, used by some test helpers).
+        self._check_closed()
+        self._check_running()
         events._set_running_loop(self)
         try:
             _core.Loop._run_once(self)
@@ -127,8 +129,11 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
             self._current_handle = None
 
     def _tornado_callback_result(self, ret):
-        # Only IOLoop schedules Tornado-style handles.
-        return None
+        # A Tornado-style handle (scheduled through IOLoop.current()'s
+        # wrapper of this loop) returned ``ret``: IOLoop._run_callback's
+        # rules apply.
+        from .ioloop import IOLoop
+        IOLoop._for_asyncio(self)._tornado_callback_result(ret)
 
     # -- closing -----------------------------------------------------------
 
