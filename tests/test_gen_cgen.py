@@ -178,3 +178,46 @@ def test_asyncio_future_subclass_and_duck_future():
         return await f()
 
     assert run(main) == 3
+
+
+def test_gc_during_steps_and_many_coroutines():
+    import gc
+
+    @gen.coroutine
+    def worker(i):
+        for _ in range(3):
+            yield gen.moment
+            if i % 100 == 0:
+                gc.collect()   # the Runner and friends are traversed live
+        return i
+
+    async def main():
+        return await gen.multi([worker(i) for i in range(2000)])
+
+    assert run(main) == list(range(2000))
+
+
+def test_coroutine_in_threads_each_with_own_loop():
+    import threading
+
+    @gen.coroutine
+    def f(x):
+        yield gen.moment
+        fut = Future()
+        asyncio.get_running_loop().call_soon(fut.set_result, x)
+        return (yield fut)
+
+    results = {}
+
+    def start(x):
+        # The call happens inside the thread's running loop.
+        async def main():
+            return await f(x)
+        results[x] = asyncio.run(main())
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: i for i in range(4)}
