@@ -1762,7 +1762,24 @@ gen_setup(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _set_future_factory(factory): what install() uses to make coroutines
+ * return another future type (asyncio.Future); None restores ours. */
+static PyObject *
+set_future_factory(PyObject *module, PyObject *factory)
+{
+    tcg_state *st = tcg_state_from_module(module);
+    if (factory != Py_None && !PyCallable_Check(factory)) {
+        PyErr_SetString(PyExc_TypeError, "the future factory must be callable");
+        return NULL;
+    }
+    Py_XSETREF(st->run.future_factory,
+               factory == Py_None ? NULL : Py_NewRef(factory));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef runner_functions[] = {
+    {"_set_future_factory", set_future_factory, METH_O,
+     "Make coroutines return factory() futures (None: our Future)."},
     {"_gen_setup", gen_setup, METH_VARARGS,
      "Used once by tornado_cgen.gen: register Return, moment, "
      "_null_future, convert_yielded and the concurrent-future wrapper."},

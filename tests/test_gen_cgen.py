@@ -221,3 +221,60 @@ def test_coroutine_in_threads_each_with_own_loop():
     for t in threads:
         t.join()
     assert results == {i: i for i in range(4)}
+
+
+@pytest.fixture
+def asyncio_result_futures():
+    """Coroutines return asyncio.Future, as install() will make them."""
+    _core._set_future_factory(asyncio.Future)
+    try:
+        yield
+    finally:
+        _core._set_future_factory(None)
+
+
+def test_future_factory_asyncio_futures(asyncio_result_futures, caplog):
+    import logging
+
+    @gen.coroutine
+    def leaf(x):
+        yield gen.moment
+        return x
+
+    @gen.coroutine
+    def fails():
+        yield gen.moment
+        raise ValueError("v")
+
+    @gen.coroutine
+    def f():
+        a = yield leaf(1)
+        b = yield [leaf(2), leaf(3)]
+        try:
+            yield fails()
+        except ValueError:
+            pass
+        return a + sum(b)
+
+    @gen.coroutine
+    def cancelled_self():
+        yield gen.moment
+        yield gen.moment
+        raise KeyError("after cancel")
+
+    async def main():
+        fut = f()
+        assert type(fut) is asyncio.Future
+        assert await fut == 6
+        c = cancelled_self()
+        c.cancel()
+        for _ in range(4):
+            await asyncio.sleep(0)
+        assert c.cancelled()
+        assert not fut._callbacks   # the keep-alive was removed
+
+    with caplog.at_level(logging.ERROR, logger="tornado.application"):
+        run(main)
+    assert [r.getMessage() for r in caplog.records
+            if r.name == "tornado.application"] == [
+        "Exception after Future was cancelled"]
