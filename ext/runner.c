@@ -508,7 +508,7 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
         *out = results;
         return MULTI_DONE;
     }
-    PyObject *dict = PyDict_New();
+    PyObject *dict = _PyDict_NewPresized(n);   /* no resizes while filled */
     if (dict == NULL) {
         goto error;
     }
@@ -737,8 +737,17 @@ multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
     PyObject *keys = NULL, *seq;
     *out = NULL;
     if (PyDict_Check(children)) {
-        keys = PyDict_Keys(children);
-        seq = keys ? PyDict_Values(children) : NULL;
+        /* One pass for keys and values; PyDict_Next runs no Python code,
+         * so the size holds. */
+        Py_ssize_t size = PyDict_GET_SIZE(children), pos = 0, i = 0;
+        PyObject *k, *v;
+        keys = PyList_New(size);
+        seq = keys ? PyList_New(size) : NULL;
+        while (seq != NULL && PyDict_Next(children, &pos, &k, &v)) {
+            PyList_SET_ITEM(keys, i, Py_NewRef(k));
+            PyList_SET_ITEM(seq, i, Py_NewRef(v));
+            i++;
+        }
     }
     else {
         seq = PySequence_List(children);
