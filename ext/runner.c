@@ -1573,6 +1573,18 @@ coroutine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)co;
 }
 
+/* Pickled (and copied) by reference, like the function it wraps. */
+static PyObject *
+coroutine_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_GetAttrString(self, "__qualname__");
+}
+
+static PyMethodDef Coroutine_methods[] = {
+    {"__reduce__", coroutine_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef Coroutine_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1599,6 +1611,7 @@ static PyType_Slot Coroutine_slots[] = {
     {Py_tp_repr, coroutine_repr},
     {Py_tp_getset, Coroutine_getset},
     {Py_tp_members, Coroutine_members},
+    {Py_tp_methods, Coroutine_methods},
     {0, NULL},
 };
 

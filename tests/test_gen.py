@@ -1220,3 +1220,24 @@ def test_runs_on_uvloop(impl):
         assert loop.run_until_complete(main()) == (1, [2, {"k": 3}])
     finally:
         loop.close()
+
+
+
+@cgen_gen.coroutine
+def module_level_cgen(x):
+    return x
+
+
+if tornado_gen is not None:
+    @tornado_gen.coroutine
+    def module_level_tornado(x):
+        return x
+
+
+def test_wrapper_pickles_and_copies_by_reference(impl):
+    import copy
+    import pickle
+
+    f = module_level_cgen if impl.gen is cgen_gen else module_level_tornado
+    assert pickle.loads(pickle.dumps(f)) is f
+    assert copy.copy(f) is f and copy.deepcopy(f) is f
