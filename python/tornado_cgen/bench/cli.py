@@ -111,6 +111,7 @@ def main(argv=None):
             extra[tool] = counts.run(tool, args.count_case_ids, impl_names,
                                      quick=args.quick,
                                      progress=count_progress)
+    machine.finish(info)
     doc = report.build(info, settings, impl_info, measured, extra)
 
     if measured:

@@ -78,7 +78,7 @@ def run(case_ids, impl_names, rounds, quick=False, progress=None,
     cases that have one (9, 10) when a C compiler is there.
     """
     if timeout is None:
-        timeout = 60 if quick else 600
+        timeout = 60 if quick else 240
     from . import floor as floor_mod
     runs = {cid: {impl: [] for impl in impl_names + ["floor"]}
             for cid in case_ids}

@@ -36,6 +36,13 @@ def _version(module):
     return getattr(mod, "version", None) or getattr(mod, "__version__", "?")
 
 
+def _loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def describe():
     """A JSON-able description of this run's environment."""
     build = "debug" if sysconfig.get_config_var("Py_DEBUG") else "release"
@@ -52,6 +59,7 @@ def describe():
             "cores": os.cpu_count(),
             "kernel": "%s %s" % (platform.system(), platform.release()),
             "arch": platform.machine(),
+            "loadavg_at_start": _loadavg(),
         },
         "python": {
             "version": platform.python_version(),
@@ -69,6 +77,16 @@ def describe():
     }
 
 
+def finish(info):
+    """Record what the machine looked like when the run ended."""
+    info["machine"]["loadavg_at_end"] = _loadavg()
+    return info
+
+
+def _fmt_load(load):
+    return "/".join("%.2f" % x for x in load) if load else "?"
+
+
 def header_lines(info):
     m, p, v = info["machine"], info["python"], info["versions"]
     tcg = v["tornado_cgen"] or "?"
@@ -76,8 +94,10 @@ def header_lines(info):
         tcg += " (git %s)" % v["tornado_cgen_git"]
     return [
         "date:     %s" % info["date"],
-        "machine:  %s, %s cores, %s (%s)" % (m["cpu"], m["cores"], m["kernel"],
-                                             m["arch"]),
+        "machine:  %s, %s cores, %s (%s); load average %s at start, %s at "
+        "end" % (m["cpu"], m["cores"], m["kernel"], m["arch"],
+                 _fmt_load(m.get("loadavg_at_start")),
+                 _fmt_load(m.get("loadavg_at_end"))),
         "python:   %s %s, %s build, %s  [%s]" % (
             p["implementation"], p["version"], p["build"], p["compiler"],
             p["executable"]),
