@@ -78,14 +78,11 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
     C.  Use it like ``asyncio.SelectorEventLoop``."""
 
     def __init__(self):
-        # BaseEventLoop's state (executor, exception handler, debug, task
-        # factory, asyncgens); not BaseSelectorEventLoop's selector.
-        base_events.BaseEventLoop.__init__(self)
-        self._selector = _SelectorView(self)
-        self._transports = weakref.WeakValueDictionary()
-        self._ssock = self._csock = None
-        self._make_self_pipe()
-        self._signal_handlers = {}
+        # The stdlib's own initialisation, whatever the Python version adds
+        # to it, with a view of the C registrations as the "selector".  The
+        # self-pipe it makes carries signal numbers (signal.set_wakeup_fd);
+        # other threads wake the loop through the C core's eventfd.
+        unix_events.SelectorEventLoop.__init__(self, _SelectorView(self))
 
     # -- running -----------------------------------------------------------
 
