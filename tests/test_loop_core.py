@@ -482,3 +482,45 @@ def test_run_once_refuses_nesting(loop):
 def test_asyncio_face_has_no_tornado_methods(loop):
     assert not hasattr(loop, "add_callback")
     assert not hasattr(loop, "add_handler")
+
+
+def test_threadsafe_wakeups_while_loop_sleeps(loop):
+    """Producers that pause between pushes, so the loop keeps going to
+    sleep: every push must wake it (a lost wake-up would leave the loop
+    asleep until the safety timer)."""
+    nthreads, per = 4, 300
+    done = [0]
+    total = nthreads * per
+
+    def record():
+        done[0] += 1
+        if done[0] == total:
+            loop.stop()
+
+    def producer(i):
+        for n in range(per):
+            loop.call_soon_threadsafe(record)
+            time.sleep(0.0002 if n % 3 else 0)
+
+    threads = [threading.Thread(target=producer, args=(i,))
+               for i in range(nthreads)]
+    loop.call_soon(lambda: [t.start() for t in threads])
+    safety = loop.call_later(30, loop.stop)
+    t0 = time.monotonic()
+    loop.run_forever()
+    for t in threads:
+        t.join()
+    safety.cancel()
+    assert done[0] == total
+    assert time.monotonic() - t0 < 25
+
+
+def test_stop_from_other_thread_wakes_loop(loop):
+    t = threading.Timer(0.05, loop.call_soon_threadsafe, args=(loop.stop,))
+    t.start()
+    safety = loop.call_later(30, loop.stop)
+    t0 = time.monotonic()
+    loop.run_forever()
+    t.join()
+    safety.cancel()
+    assert time.monotonic() - t0 < 25
