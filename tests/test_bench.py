@@ -250,3 +250,31 @@ def test_python_m_tornado_cgen_help():
 def test_worker_env_points_at_this_package():
     assert harness.PACKAGE_ROOT in harness.worker_env()["PYTHONPATH"].split(
         os.pathsep)
+
+
+def test_gc_off_option_runs():
+    a = cli.parse_args(["--gc-off"])
+    assert a.gc_off
+    res = worker.run_one("asyncio", "6", 50, warmup=False, gc_off=True)
+    assert res["status"] == "ok" and res["ns_per_op"] > 0
+    import gc
+    assert gc.isenabled()
+
+
+def test_floor_probe_runs_or_says_why():
+    from tornado_cgen.bench import floor
+    for cid in floor.CASES:
+        res = floor.run_once(cid, 20)
+        assert res["status"] in ("ok", "n/a"), res
+        if res["status"] == "ok":
+            assert res["ns_per_op"] > 0 and res["ops"] == 20
+        else:
+            assert res["reason"]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None,
+                    reason="strace is not installed")
+def test_syscall_count_runs():
+    res = counts.measure("strace", "asyncio", "6", quick=True)
+    assert res["status"] == "ok", res
+    assert res["ops"][1] > res["ops"][0] and res["per_op"] >= 0

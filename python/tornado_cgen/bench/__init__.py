@@ -10,6 +10,7 @@ Running it
     python -m tornado_cgen bench --json out.json --plot out.png
     python -m tornado_cgen bench --callgrind --no-timing   # Ir/op, cases 1,2,6
     python -m tornado_cgen bench --syscalls --cases 6      # strace, syscalls/op
+    python -m tornado_cgen bench --gc-off --cases 2        # diagnosis only
 
 Implementations (columns): ``tcg`` tornado_cgen (its ``gen.coroutine`` on
 its own loop when that exists, else on asyncio's default loop; its

@@ -34,6 +34,9 @@ def build_parser():
                         "sizes (cases 1,2,6 unless --cases)")
     p.add_argument("--no-timing", action="store_true",
                    help="skip the wall-clock table (with --callgrind/--syscalls)")
+    p.add_argument("--gc-off", action="store_true",
+                   help="disable the garbage collector during the timed runs "
+                        "(diagnosis only: the headline numbers keep GC on)")
     p.add_argument("--no-floor", action="store_true",
                    help="do not build and run the C floor probe (cases 9, 10)")
     p.add_argument("--list", action="store_true",
@@ -97,12 +100,16 @@ def main(argv=None):
 
     info = machine.describe()
     settings = {"cases": args.case_ids, "impls": impl_names,
-                "rounds": args.rounds, "quick": args.quick}
+                "rounds": args.rounds, "quick": args.quick,
+                "gc": "off" if args.gc_off else "on",
+                "sizes": {cid: harness.case_size(cases_mod.BY_ID[cid],
+                                                 args.quick)
+                          for cid in args.case_ids}}
     measured = {}
     if not args.no_timing:
         measured = harness.run(args.case_ids, impl_names, args.rounds,
                                quick=args.quick, progress=timing_progress,
-                               floor=not args.no_floor)
+                               floor=not args.no_floor, gc_off=args.gc_off)
     extra = {}
     from . import counts
     for tool, wanted in (("callgrind", args.callgrind),

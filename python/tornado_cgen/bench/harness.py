@@ -32,11 +32,13 @@ def worker_env():
     return env
 
 
-def worker_command(impl, case_id, n, warmup=True):
+def worker_command(impl, case_id, n, warmup=True, gc_off=False):
     cmd = [sys.executable, "-m", "tornado_cgen.bench.worker", impl, case_id,
            str(n)]
     if not warmup:
         cmd.append("--no-warmup")
+    if gc_off:
+        cmd.append("--gc-off")
     return cmd
 
 
@@ -53,10 +55,10 @@ def parse_worker_output(stdout, stderr, returncode):
                      % (returncode, "\n".join(tail))}
 
 
-def run_worker(impl, case_id, n, timeout=300, warmup=True):
+def run_worker(impl, case_id, n, timeout=300, warmup=True, gc_off=False):
     """Run one measurement in a subprocess; the worker's result dict."""
     try:
-        proc = subprocess.run(worker_command(impl, case_id, n, warmup),
+        proc = subprocess.run(worker_command(impl, case_id, n, warmup, gc_off),
                               capture_output=True, text=True, timeout=timeout,
                               env=worker_env())
     except subprocess.TimeoutExpired:
@@ -69,7 +71,7 @@ def case_size(case, quick):
 
 
 def run(case_ids, impl_names, rounds, quick=False, progress=None,
-        timeout=None, floor=True):
+        timeout=None, floor=True, gc_off=False):
     """Measure; returns ``{case_id: {impl: summary}}``.
 
     A summary is ``{"status": "ok", "best_ns_per_op", "median_ns_per_op",
@@ -101,7 +103,8 @@ def run(case_ids, impl_names, rounds, quick=False, progress=None,
                 if impl == "floor":
                     res = floor_mod.run_once(cid, n)
                 else:
-                    res = run_worker(impl, cid, n, timeout=timeout)
+                    res = run_worker(impl, cid, n, timeout=timeout,
+                                     gc_off=gc_off)
                 if progress:
                     progress(r, rounds, cid, impl, res)
                 if res.get("status") == "ok":

@@ -109,10 +109,12 @@ def format_table(doc):
     impls = [i for i in doc["settings"]["impls"]]
     show_floor = any("floor" in c["results"] for c in doc["cases"])
     cols = impls + (["floor"] if show_floor else [])
-    lines = ["tornado-cgen bench: ns per operation, best of %d round(s)%s"
-             % (doc["settings"]["rounds"],
+    settings = doc["settings"]
+    lines = ["tornado-cgen bench: ns per operation, best of %d round(s)%s%s"
+             % (settings["rounds"],
                 " (--quick: smoke run, not a measurement)"
-                if doc["settings"]["quick"] else "")]
+                if settings["quick"] else "",
+                ", GC OFF (diagnosis)" if settings.get("gc") == "off" else "")]
     lines += machine.header_lines(doc)
     lines.append("")
     head = ["#", "case"] + cols + ["vs " + a for a in ANCHORS] + \

@@ -1,10 +1,11 @@
 """Run one case of one implementation and print the result as JSON.
 
-    python -m tornado_cgen.bench.worker IMPL CASE N [--no-warmup]
+    python -m tornado_cgen.bench.worker IMPL CASE N [--no-warmup] [--gc-off]
 
 The harness starts one of these per (round, case, implementation), with the
 same interpreter (``sys.executable``).  A small warm-up run (N/10) comes
-first, then ``gc.collect()``, then the timed run of N operations with GC on.
+first, then ``gc.collect()``, then the timed run of N operations with GC on
+(``--gc-off``: disabled, for diagnosis only).
 The last line of stdout is one JSON object:
 
     {"status": "ok", "ns": ..., "ops": ..., "ns_per_op": ..., "variant": ...}
@@ -20,7 +21,7 @@ from . import impls
 from .common import NotAvailable
 
 
-def run_one(impl, case_id, n, warmup=True):
+def run_one(impl, case_id, n, warmup=True, gc_off=False):
     """Run the case in this process; return the result dict."""
     try:
         run, variant = impls.resolve(impl, case_id)
@@ -32,7 +33,12 @@ def run_one(impl, case_id, n, warmup=True):
         if warmup:
             run(max(1, n // 10))
         gc.collect()
-        out = run(n)
+        if gc_off:
+            gc.disable()
+        try:
+            out = run(n)
+        finally:
+            gc.enable()
     except NotAvailable as e:
         return {"status": "n/a", "reason": str(e)}
     except Exception:
@@ -51,12 +57,13 @@ def run_one(impl, case_id, n, warmup=True):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     warmup = "--no-warmup" not in argv
-    args = [a for a in argv if a != "--no-warmup"]
+    gc_off = "--gc-off" in argv
+    args = [a for a in argv if a not in ("--no-warmup", "--gc-off")]
     if len(args) != 3:
         print(__doc__, file=sys.stderr)
         return 2
     impl, case_id, n = args[0], args[1], int(args[2])
-    result = run_one(impl, case_id, n, warmup=warmup)
+    result = run_one(impl, case_id, n, warmup=warmup, gc_off=gc_off)
     sys.stdout.flush()
     print(json.dumps(result))
     return 0
