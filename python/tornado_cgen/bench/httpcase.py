@@ -54,8 +54,12 @@ def resolve(impl):
     install = getattr(tornado_cgen, "install", None)
     if install is None:
         raise NotAvailable("tornado_cgen.install() is not there yet")
-    return (functools.partial(serve, None, install),
-            "Tornado HTTPServer under tornado_cgen.install()")
+    new_loop = getattr(tornado_cgen, "new_event_loop", None)
+    if new_loop is None:
+        raise NotAvailable("tornado_cgen.new_event_loop is not there yet")
+    return (functools.partial(serve, new_loop, install),
+            "Tornado HTTPServer under tornado_cgen.install(), on "
+            "tornado_cgen's loop")
 
 
 def serve(new_loop, before, seconds):
@@ -65,8 +69,6 @@ def serve(new_loop, before, seconds):
 
     if before is not None:
         before()
-    if new_loop is None:
-        new_loop = asyncio.new_event_loop   # whatever the policy now gives
 
     class Hello(RequestHandler):
         def get(self):
