@@ -987,11 +987,16 @@ dispatch_events(tcg_LoopObject *lp, int n)
     return 0;
 }
 
+/* Wait up to `timeout` seconds (0: just look; < 0: no limit) from `now`
+ * and queue what is ready.  Sets lp->last_poll to the time after the poll:
+ * `now` itself if it did not block, so a busy iteration reads the clock
+ * once. */
 static int
-loop_poll(tcg_LoopObject *lp, double timeout)
+loop_poll(tcg_LoopObject *lp, double now, double timeout)
 {
     int n;
-    double deadline = monotonic_now() + timeout;
+    bool waited = false;
+    double left = timeout;
     for (;;) {
         int ms;
         if (timeout == 0.0) {
@@ -1003,6 +1008,9 @@ loop_poll(tcg_LoopObject *lp, double timeout)
             if (PyErr_CheckSignals() < 0) {
                 return -1;
             }
+            /* From here to the wait no Python code runs: a push from
+             * another thread either came before this look at the ring, or
+             * sees `sleeping` and writes the eventfd. */
             lp->sleeping = true;
             if (lp->ring_len > 0 || lp->stopping) {
                 ms = 0;
@@ -1012,19 +1020,18 @@ loop_poll(tcg_LoopObject *lp, double timeout)
             }
             else {
                 /* Round up: waking before the deadline would spin. */
-                double left = deadline - monotonic_now();
                 ms = left <= 0 ? 0 : (int)ceil(left * 1e3);
             }
         }
         int epfd = lp->epfd;
-        int maxevents = TCG_MAX_EVENTS;
         struct epoll_event *events = lp->events;
         if (ms == 0) {
-            n = epoll_wait(epfd, events, maxevents, 0);
+            n = epoll_wait(epfd, events, TCG_MAX_EVENTS, 0);
         }
         else {
+            waited = true;
             Py_BEGIN_ALLOW_THREADS
-            n = epoll_wait(epfd, events, maxevents, ms);
+            n = epoll_wait(epfd, events, TCG_MAX_EVENTS, ms);
             Py_END_ALLOW_THREADS
         }
         lp->sleeping = false;
@@ -1039,8 +1046,11 @@ loop_poll(tcg_LoopObject *lp, double timeout)
         if (PyErr_CheckSignals() < 0) {
             return -1;
         }
+        if (timeout > 0) {
+            left = now + timeout - monotonic_now();
+        }
     }
-    lp->last_poll = monotonic_now();
+    lp->last_poll = waited ? monotonic_now() : now;
     return dispatch_events(lp, n);
 }
 
@@ -1077,7 +1087,7 @@ loop_run_once(tcg_LoopObject *lp)
 
     if (lp->ring_len > 0 || lp->stopping) {
         if (lp->stopping || now - lp->last_poll >= TCG_POLL_INTERVAL) {
-            if (loop_poll(lp, 0.0) < 0) {
+            if (loop_poll(lp, now, 0.0) < 0) {
                 return -1;
             }
             now = lp->last_poll;
@@ -1094,7 +1104,7 @@ loop_run_once(tcg_LoopObject *lp)
                 timeout = TCG_MAX_TIMEOUT;
             }
         }
-        if (loop_poll(lp, timeout) < 0) {
+        if (loop_poll(lp, now, timeout) < 0) {
             return -1;
         }
         now = lp->last_poll;
