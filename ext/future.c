@@ -123,9 +123,20 @@ tcg_FutureObject *
 tcg_future_new(tcg_state *st, PyObject *loop)
 {
     PyTypeObject *tp = st->fut.FutureType;
-    tcg_FutureObject *fut = (tcg_FutureObject *)tp->tp_alloc(tp, 0);
-    if (fut == NULL) {
-        return NULL;
+    tcg_FutureObject *fut = st->fut.freelist;
+    if (fut != NULL) {
+        /* A recycled future: dealloc left every field NULL or zero. */
+        st->fut.freelist = (tcg_FutureObject *)fut->loop;
+        st->fut.freelist_len--;
+        fut->loop = NULL;
+        (void)PyObject_Init((PyObject *)fut, tp);   /* refcount 1, type ref */
+        PyObject_GC_Track(fut);
+    }
+    else {
+        fut = (tcg_FutureObject *)tp->tp_alloc(tp, 0);
+        if (fut == NULL) {
+            return NULL;
+        }
     }
     fut->loop = Py_XNewRef(loop);
     fut->initialized = 1;
@@ -1005,19 +1016,56 @@ future_clear(tcg_FutureObject *fut)
     return 0;
 }
 
+/* The module state if `tp` is exactly our Future type, else NULL. */
+static tcg_state *
+exact_future_state(PyTypeObject *tp)
+{
+    if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        return NULL;
+    }
+    PyObject *mod = ((PyHeapTypeObject *)tp)->ht_module;  /* NULL: subclass */
+    if (mod == NULL) {
+        return NULL;
+    }
+    tcg_state *st = tcg_state_from_module(mod);
+    return tp == st->fut.FutureType ? st : NULL;
+}
+
 static void
 future_dealloc(PyObject *self)
 {
+    tcg_FutureObject *fut = (tcg_FutureObject *)self;
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
-        return;   /* resurrected by the finalizer */
+    /* The finalizer only reports an unretrieved exception, so it is called
+     * only then.  (A Python subclass's finalizer, __del__ included, has
+     * already been called by the subclass's dealloc.) */
+    if (fut->log_tb && fut->exception != NULL) {
+        if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+            return;   /* resurrected by the finalizer */
+        }
     }
-    if (((tcg_FutureObject *)self)->weakreflist != NULL) {
+    if (fut->weakreflist != NULL) {
         PyObject_ClearWeakRefs(self);
+        fut->weakreflist = NULL;
     }
-    future_clear((tcg_FutureObject *)self);
-    tp->tp_free(self);
+    future_clear(fut);
+    fut->status = TCG_FUT_PENDING;
+    fut->log_tb = fut->blocking = fut->initialized = 0;
+
+    /* Recycle exact Futures, linked through `loop`.  One whose finalizer
+     * ever ran keeps the GC's "finalized" mark, which the API cannot reset,
+     * so it is freed instead. */
+    tcg_state *st = exact_future_state(tp);
+    if (st != NULL && st->fut.freelist_len < TCG_FUTURE_FREELIST_MAX &&
+        !PyObject_GC_IsFinalized(self)) {
+        fut->loop = (PyObject *)st->fut.freelist;
+        st->fut.freelist = fut;
+        st->fut.freelist_len++;
+    }
+    else {
+        tp->tp_free(self);
+    }
     Py_DECREF(tp);
 }
 
@@ -1373,6 +1421,13 @@ void
 tcg_future_clear(tcg_state *st)
 {
     tcg_future_state *fs = &st->fut;
+    while (fs->freelist != NULL) {
+        tcg_FutureObject *fut = fs->freelist;
+        fs->freelist = (tcg_FutureObject *)fut->loop;
+        fut->loop = NULL;
+        PyObject_GC_Del(fut);
+    }
+    fs->freelist_len = 0;
     Py_CLEAR(fs->FutureType);
     Py_CLEAR(fs->FutureIterType);
     Py_CLEAR(fs->future_repr);
