@@ -31,15 +31,18 @@ def evaluate(case, results):
     targets = []
     for t in case.targets:
         anchor = _best(results, t.anchor)
+        measured = None
         if tcg is None or anchor is None:
             met, why = None, ("no tornado_cgen number" if tcg is None
                               else "no %s number" % t.anchor)
         elif t.kind == "time":
-            met, why = tcg <= t.factor * anchor, None
+            measured = tcg / anchor
+            met, why = measured <= t.factor, None
         else:
-            met, why = anchor >= t.factor * tcg, None
+            measured = anchor / tcg
+            met, why = measured >= t.factor, None
         entry = {"text": t.text, "anchor": t.anchor, "kind": t.kind,
-                 "factor": t.factor, "met": met}
+                 "factor": t.factor, "measured": measured, "met": met}
         if why:
             entry["why_not_measured"] = why
         targets.append(entry)
@@ -135,7 +138,10 @@ def format_table(doc):
         row += [_fmt_x(sp.get(a)) for a in ANCHORS]
         if show_floor:
             row.append(_fmt_x(sp.get("floor")) if "floor" in res else "")
-        row.append("; ".join(t["text"] for t in c["targets"]))
+        row.append("; ".join(
+            t["text"] + ("" if t["measured"] is None
+                         else ": " + _fmt_x(t["measured"]))
+            for t in c["targets"]))
         row.append(c["verdict"])
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [head] + rows)
@@ -151,8 +157,11 @@ def format_table(doc):
     lines += [fmt(r) for r in rows]
     lines.append("")
     lines.append("vs X = X's ns / tcg's ns (above 1: tornado_cgen is faster). "
-                 "Verdict: every DESIGN target met (PASS), one missed (MISS), "
-                 "or not measurable (n/a).")
+                 "Target: the DESIGN goal and this run's value in the goal's "
+                 "own terms")
+    lines.append("(a time ratio tcg/X for \"<=\" goals, a speed-up X/tcg for "
+                 "\">=\" goals). Verdict: every target met (PASS), one missed "
+                 "(MISS), or not measurable (n/a).")
     for (name, cell, reason), ids in notes.items():
         lines.append("%s %s in case%s %s: %s" % (
             name, cell, "s" if len(ids) > 1 else "", ",".join(ids), reason))
