@@ -291,11 +291,10 @@ tcg_future_set_exception(tcg_state *st, tcg_FutureObject *fut, PyObject *exc)
     fut->exception = val;
     fut->exception_tb = PyException_GetTraceback(val);
     fut->status = TCG_FUT_FINISHED;
-    if (future_schedule_callbacks(st, fut) < 0) {
-        return -1;
-    }
+    /* Set before scheduling: if that fails, the exception is still
+     * reported when the future is collected. */
     fut->log_tb = 1;
-    return 0;
+    return future_schedule_callbacks(st, fut);
 }
 
 int
@@ -377,7 +376,11 @@ tcg_future_add_done_callback(tcg_state *st, tcg_FutureObject *fut,
         if (loop == NULL) {
             return -1;
         }
-        return tcg_call_soon(st, loop, fn, (PyObject *)fut, ctx);
+        /* call_soon may run Python code that re-initialises the future. */
+        Py_INCREF(loop);
+        int rc = tcg_call_soon(st, loop, fn, (PyObject *)fut, ctx);
+        Py_DECREF(loop);
+        return rc;
     }
     PyObject *owned_ctx = NULL;
     if (ctx == NULL) {
@@ -607,43 +610,49 @@ Future_remove_done_callback(PyObject *self, PyObject *fn)
     if (fut->callbacks == NULL) {
         return PyLong_FromSsize_t(removed);
     }
-    /* Compare against a snapshot: __eq__ may mutate the live list. */
+    /* Walk the live list, re-reading it at every step: an __eq__ may add
+     * or remove callbacks, or replace the list.  Callbacks added meanwhile
+     * are compared too, and kept unless they match. */
     PyObject *list = Py_NewRef(fut->callbacks);
-    PyObject *snapshot = PyList_GetSlice(list, 0, PyList_GET_SIZE(list));
     PyObject *kept = PyList_New(0);
-    if (snapshot == NULL || kept == NULL) {
-        goto fail;
+    if (kept == NULL) {
+        Py_DECREF(list);
+        return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(snapshot); i++) {
-        PyObject *item = PyList_GET_ITEM(snapshot, i);
-        int cmp = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 0), fn, Py_EQ);
-        if (cmp < 0) {
-            goto fail;
+    for (Py_ssize_t i = 0;
+         fut->callbacks == list && i < PyList_GET_SIZE(list); i++) {
+        PyObject *item = Py_NewRef(PyList_GET_ITEM(list, i));
+        int cmp = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 0), fn,
+                                           Py_EQ);
+        if (cmp == 0) {
+            cmp = PyList_Append(kept, item);
         }
-        if (cmp == 1) {
+        else if (cmp == 1) {
             removed++;
+            cmp = 0;
         }
-        else if (PyList_Append(kept, item) < 0) {
-            goto fail;
+        Py_DECREF(item);
+        if (cmp < 0) {
+            Py_DECREF(list);
+            Py_DECREF(kept);
+            return NULL;
         }
     }
-    if (fut->callbacks == list) {
+    int rc = 0;
+    if (fut->callbacks == list) {   /* else it was replaced: leave it be */
         if (PyList_GET_SIZE(kept) == 0) {
             Py_CLEAR(fut->callbacks);
         }
-        else if (PyList_SetSlice(list, 0, PY_SSIZE_T_MAX, kept) < 0) {
-            goto fail;
+        else {
+            rc = PyList_SetSlice(list, 0, PY_SSIZE_T_MAX, kept);
         }
     }
     Py_DECREF(list);
-    Py_DECREF(snapshot);
     Py_DECREF(kept);
+    if (rc < 0) {
+        return NULL;
+    }
     return PyLong_FromSsize_t(removed);
-fail:
-    Py_DECREF(list);
-    Py_XDECREF(snapshot);
-    Py_XDECREF(kept);
-    return NULL;
 }
 
 static PyObject *
@@ -818,11 +827,12 @@ Future_get_loop_attr(tcg_FutureObject *fut, void *Py_UNUSED(closure))
 static PyObject *
 Future_get_callbacks(tcg_FutureObject *fut, void *Py_UNUSED(closure))
 {
+    /* Always a new list: the internal one must only hold our tuples. */
     if (fut->callback0 == NULL) {
         if (fut->callbacks == NULL) {
             Py_RETURN_NONE;
         }
-        return Py_NewRef(fut->callbacks);
+        return PyList_GetSlice(fut->callbacks, 0, PY_SSIZE_T_MAX);
     }
     Py_ssize_t n = fut->callbacks ? PyList_GET_SIZE(fut->callbacks) : 0;
     PyObject *res = PyList_New(n + 1);
@@ -918,13 +928,13 @@ future_finalize(PyObject *self)
         return;
     }
     fut->log_tb = 0;
-    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
-    if (st == NULL) {
-        PyErr_Clear();
-        return;
-    }
     PyObject *err_type, *err_val, *err_tb;
     PyErr_Fetch(&err_type, &err_val, &err_tb);
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        PyErr_Restore(err_type, err_val, err_tb);
+        return;
+    }
 
     PyObject *context = NULL, *message = NULL, *res = NULL;
     PyObject *loop = fut->loop;
@@ -1013,6 +1023,10 @@ future_clear(tcg_FutureObject *fut)
     Py_CLEAR(fut->cancelled_exc);
     Py_CLEAR(fut->source_tb);
     Py_CLEAR(fut->dict);
+    /* A cleared future is an uninitialised one: no state refers to the
+     * fields just emptied. */
+    fut->status = TCG_FUT_PENDING;
+    fut->log_tb = fut->blocking = fut->initialized = 0;
     return 0;
 }
 
@@ -1036,22 +1050,21 @@ future_dealloc(PyObject *self)
 {
     tcg_FutureObject *fut = (tcg_FutureObject *)self;
     PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
     /* The finalizer only reports an unretrieved exception, so it is called
      * only then.  (A Python subclass's finalizer, __del__ included, has
-     * already been called by the subclass's dealloc.) */
+     * already been called by the subclass's dealloc.)  Still tracked here,
+     * so a future the exception handler resurrects stays collectable. */
     if (fut->log_tb && fut->exception != NULL) {
         if (PyObject_CallFinalizerFromDealloc(self) < 0) {
             return;   /* resurrected by the finalizer */
         }
     }
+    PyObject_GC_UnTrack(self);
     if (fut->weakreflist != NULL) {
         PyObject_ClearWeakRefs(self);
         fut->weakreflist = NULL;
     }
     future_clear(fut);
-    fut->status = TCG_FUT_PENDING;
-    fut->log_tb = fut->blocking = fut->initialized = 0;
 
     /* Recycle exact Futures, linked through `loop`.  One whose finalizer
      * ever ran keeps the GC's "finalized" mark, which the API cannot reset,
@@ -1124,6 +1137,7 @@ static PyGetSetDef Future_getset[] = {
     {"_cancel_message", (getter)Future_get_cancel_message,
      (setter)Future_set_cancel_message, NULL, NULL},
     {"_state", (getter)Future_get_state, NULL, NULL, NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1363,18 +1377,6 @@ static PyType_Spec FutureIter_spec = {
 
 /* ---- module part -------------------------------------------------------- */
 
-static PyObject *
-import_attr(const char *modname, const char *attr)
-{
-    PyObject *mod = PyImport_ImportModule(modname);
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *res = PyObject_GetAttrString(mod, attr);
-    Py_DECREF(mod);
-    return res;
-}
-
 int
 tcg_future_exec(PyObject *m, tcg_state *st)
 {
@@ -1390,11 +1392,11 @@ tcg_future_exec(PyObject *m, tcg_state *st)
     if (fs->FutureIterType == NULL) {
         return -1;
     }
-    if ((fs->future_repr = import_attr("asyncio.base_futures",
+    if ((fs->future_repr = tcg_import_attr("asyncio.base_futures",
                                        "_future_repr")) == NULL ||
-        (fs->future_repr_info = import_attr("asyncio.base_futures",
+        (fs->future_repr_info = tcg_import_attr("asyncio.base_futures",
                                             "_future_repr_info")) == NULL ||
-        (fs->extract_stack = import_attr("asyncio.format_helpers",
+        (fs->extract_stack = tcg_import_attr("asyncio.format_helpers",
                                          "extract_stack")) == NULL ||
         (fs->str_loop = PyUnicode_InternFromString("loop")) == NULL ||
         (fs->str_pending = PyUnicode_InternFromString("PENDING")) == NULL ||

@@ -127,8 +127,8 @@ tcg_call_in_context(PyObject *ctx, PyObject *fn, PyObject *arg)
 
 /* ---- module init ------------------------------------------------------- */
 
-static PyObject *
-import_attr(const char *modname, const char *attr)
+PyObject *
+tcg_import_attr(const char *modname, const char *attr)
 {
     PyObject *mod = PyImport_ImportModule(modname);
     if (mod == NULL) {
@@ -142,7 +142,7 @@ import_attr(const char *modname, const char *attr)
 static PyObject *
 get_logger(const char *name)
 {
-    PyObject *getLogger = import_attr("logging", "getLogger");
+    PyObject *getLogger = tcg_import_attr("logging", "getLogger");
     if (getLogger == NULL) {
         return NULL;
     }
@@ -170,13 +170,13 @@ common_exec(PyObject *m, tcg_state *st)
              PyObject_GetAttrString(c->asyncio, "_get_running_loop")) == NULL ||
         (c->asyncio_logger = get_logger("asyncio")) == NULL ||
         (c->app_log = get_logger("tornado.application")) == NULL ||
-        (c->copy_context = import_attr("contextvars", "copy_context")) == NULL ||
+        (c->copy_context = tcg_import_attr("contextvars", "copy_context")) == NULL ||
         (c->empty_tuple = PyTuple_New(0)) == NULL) {
         return -1;
     }
     /* asyncio.Future() uses the private events._get_event_loop (it warns
      * with the right stack level); fall back to the public name. */
-    c->get_event_loop = import_attr("asyncio.events", "_get_event_loop");
+    c->get_event_loop = tcg_import_attr("asyncio.events", "_get_event_loop");
     if (c->get_event_loop == NULL) {
         PyErr_Clear();
         c->get_event_loop = PyObject_GetAttrString(c->asyncio, "get_event_loop");

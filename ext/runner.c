@@ -124,7 +124,9 @@ static PyObject *
 value_from_stop(tcg_state *st, PyObject *exc)
 {
     if (PyErr_GivenExceptionMatches(exc, PyExc_StopIteration)) {
-        return Py_NewRef(((PyStopIterationObject *)exc)->value);
+        /* NULL for one made with StopIteration.__new__ alone. */
+        PyObject *v = ((PyStopIterationObject *)exc)->value;
+        return Py_NewRef(v ? v : Py_None);
     }
     PyObject *v = PyObject_GetAttr(exc, st->run.str_value);
     if (v != NULL) {
@@ -554,10 +556,16 @@ multi_waiter_call(PyObject *self, PyObject *const *args, size_t nargsf,
     if (w->future == NULL || w->unfinished == NULL) {
         Py_RETURN_NONE;
     }
-    if (PySet_Discard(w->unfinished, args[0]) < 0) {
+    /* Discarding may run a child's __hash__/__eq__, which could re-enter
+     * us: hold the set, and re-check the waiter afterwards. */
+    PyObject *unfinished = Py_NewRef(w->unfinished);
+    int discarded = PySet_Discard(unfinished, args[0]);
+    Py_ssize_t left = PySet_GET_SIZE(unfinished);
+    Py_DECREF(unfinished);
+    if (discarded < 0) {
         return NULL;
     }
-    if (PySet_GET_SIZE(w->unfinished) != 0) {
+    if (left != 0 || w->future == NULL || w->unfinished == NULL) {
         Py_RETURN_NONE;
     }
     tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
@@ -864,6 +872,7 @@ typedef struct {
     tcg_core core;
     PyObject *waiting;  /* what we wait for: a pending future or moment */
     int running;        /* drive() is on the stack for this runner */
+    int woken;          /* `waiting` called us while drive() registered */
 } RunnerObject;
 
 /* What a yielded object resolved to. */
@@ -1130,12 +1139,32 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
             *runner_p = r;
             core = &r->core;
         }
-        if (runner_wait(st, *runner_p, out) < 0) {
-            exc = fetch_exc();   /* e.g. the loop is closed: throw it in */
-        }
-        Py_DECREF(out);
-        if (exc == NULL) {
-            return 0;
+        RunnerObject *r = *runner_p;
+        for (;;) {
+            r->woken = 0;
+            if (runner_wait(st, r, out) < 0) {
+                Py_DECREF(out);
+                exc = fetch_exc();   /* e.g. the loop is closed: throw it in */
+                break;
+            }
+            Py_DECREF(out);
+            if (!r->woken) {
+                return 0;            /* suspended until the wakeup */
+            }
+            /* What we wait for called us back while we registered (a
+             * duck-typed future finishing on another thread, say): its
+             * call was not lost, go on now. */
+            PyObject *w = r->waiting;
+            r->waiting = NULL;
+            k = outcome_of(st, w, &out);
+            Py_DECREF(w);
+            if (k == Y_SEND) {
+                value = out;
+            }
+            else {
+                exc = out;
+            }
+            break;
         }
     }
 }
@@ -1146,7 +1175,7 @@ static PyObject *runner_wakeup(PyObject *self, PyObject *const *args,
                                size_t nargsf, PyObject *kwnames);
 
 /* Move a stack core into a new Runner, which the result future then holds.
- * The core's fields are NULL afterwards. */
+ * The core's fields are NULL afterwards; on failure they are untouched. */
 static RunnerObject *
 runner_new(tcg_state *st, tcg_core *core)
 {
@@ -1159,8 +1188,12 @@ runner_new(tcg_state *st, tcg_core *core)
     memset(core, 0, sizeof(*core));
     r->waiting = NULL;
     r->running = 1;   /* drive() is on the stack */
+    r->woken = 0;
     PyObject_GC_Track(r);
     if (result_future_hold(st, r->core.result, (PyObject *)r, r->core.ctx) < 0) {
+        /* Hand the core back: on failure the caller still owns it. */
+        *core = r->core;
+        memset(&r->core, 0, sizeof(r->core));
         Py_DECREF(r);
         return NULL;
     }
@@ -1178,7 +1211,11 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
         PyErr_SetString(PyExc_TypeError, "Runner takes exactly one argument");
         return NULL;
     }
-    if (r->running || r->waiting == NULL || args[0] != r->waiting) {
+    if (r->waiting == NULL || args[0] != r->waiting) {
+        Py_RETURN_NONE;   /* stale */
+    }
+    if (r->running) {
+        r->woken = 1;     /* drive() is registering us: it goes on itself */
         Py_RETURN_NONE;
     }
     tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
@@ -1817,18 +1854,6 @@ static PyMethodDef runner_functions[] = {
 
 /* ---- state -------------------------------------------------------------- */
 
-static PyObject *
-import_attr(const char *modname, const char *attr)
-{
-    PyObject *mod = PyImport_ImportModule(modname);
-    if (mod == NULL) {
-        return NULL;
-    }
-    PyObject *res = PyObject_GetAttrString(mod, attr);
-    Py_DECREF(mod);
-    return res;
-}
-
 #define RUN_INTERN(field, text)                                          \
     do {                                                                 \
         if ((st->run.field = PyUnicode_InternFromString(text)) == NULL)  \
@@ -1863,14 +1888,14 @@ tcg_runner_exec(PyObject *m, tcg_state *st)
         PyModule_AddType(m, rs->ConvertType) < 0) {
         return -1;
     }
-    if ((rs->GeneratorABC = import_attr("collections.abc", "Generator")) ==
+    if ((rs->GeneratorABC = tcg_import_attr("collections.abc", "Generator")) ==
             NULL ||
         (rs->AioFutureType = PyObject_GetAttrString(st->c.asyncio, "Future")) ==
             NULL ||
         (rs->AioTaskType = PyObject_GetAttrString(st->c.asyncio, "Task")) ==
             NULL ||
         (rs->ConcurrentFutureType =
-             import_attr("concurrent.futures", "Future")) == NULL) {
+             tcg_import_attr("concurrent.futures", "Future")) == NULL) {
         return -1;
     }
     RUN_INTERN(str_throw, "throw");

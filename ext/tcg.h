@@ -122,6 +122,9 @@ PyObject *tcg_get_event_loop(tcg_state *st);
 void tcg_log_current_exception(tcg_state *st, PyObject *logger,
                                const char *msg, PyObject *arg);
 
+/* getattr(import_module(modname), attr): a new reference. */
+PyObject *tcg_import_attr(const char *modname, const char *attr);
+
 /* Call fn(arg) in `ctx` (may be NULL: the current context). New reference. */
 PyObject *tcg_call_in_context(PyObject *ctx, PyObject *fn, PyObject *arg);
 
