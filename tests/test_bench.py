@@ -278,3 +278,18 @@ def test_syscall_count_runs():
     res = counts.measure("strace", "asyncio", "6", quick=True)
     assert res["status"] == "ok", res
     assert res["ops"][1] > res["ops"][0] and res["per_op"] >= 0
+
+
+def test_a_failed_later_round_is_flagged():
+    ok = _ok(100)
+    ok["later_error"] = {"status": "error", "error": "Traceback\nBoom: x"}
+    doc = report.build(
+        {"date": "d", "machine": {"cpu": "c", "cores": 2, "kernel": "k",
+                                  "arch": "a"},
+         "python": {"version": "3", "implementation": "CPython",
+                    "build": "release", "compiler": "gcc", "executable": "p"},
+         "versions": {"tornado_cgen": "0", "tornado": "6", "uvloop": "0"}},
+        {"cases": ["6"], "impls": ["tcg", "uvloop"], "rounds": 2,
+         "quick": False}, {}, {"6": {"tcg": ok, "uvloop": _ok(300)}})
+    text = report.format_table(doc)
+    assert "100!" in text and "Boom: x" in text

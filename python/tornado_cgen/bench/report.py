@@ -133,6 +133,12 @@ def format_table(doc):
             if r and r.get("status") in ("n/a", "error"):
                 notes.setdefault((name, cell, reason_of(r)), []).append(
                     c["id"])
+            elif r and r.get("later_error"):
+                cell += "!"
+                notes.setdefault((name, "! (best of the rounds that ran; a "
+                                  "later round failed)",
+                                  reason_of(r["later_error"])),
+                                 []).append(c["id"])
             row.append(cell)
         sp = c["speedup_of_tcg"]
         row += [_fmt_x(sp.get(a)) for a in ANCHORS]
