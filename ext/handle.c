@@ -44,6 +44,13 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
 
     tcg_HandleObject *h;
     tcg_loop_state *ls = &st->loop;
+    if (TCG_UNLIKELY(ls->HandleType == NULL)) {
+        /* Interpreter finalization cleared the module under a live loop. */
+        Py_XDECREF(argtuple);
+        Py_DECREF(context);
+        PyErr_SetString(PyExc_RuntimeError, "tornado_cgen is finalized");
+        return NULL;
+    }
     int kind = timer ? 1 : 0;
     if (ls->nfree[kind] > 0) {
         h = ls->freelist[kind][--ls->nfree[kind]];

@@ -61,7 +61,9 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    tcg_state *st;            /* the module state (the type keeps it alive) */
+    PyObject *module;         /* strong: keeps `st` valid to the end, even
+                               * when finalization clears types first */
+    tcg_state *st;            /* the module's state */
 
     tcg_HandleObject **ring;  /* ready handles, strong; capacity power of 2 */
     size_t ring_cap, ring_head, ring_len;
@@ -1303,6 +1305,7 @@ loop_traverse(PyObject *self, visitproc visit, void *arg)
 {
     tcg_LoopObject *lp = LOOP(self);
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(lp->module);
     for (size_t i = 0; i < lp->ring_len; i++) {
         Py_VISIT(lp->ring[(lp->ring_head + i) & (lp->ring_cap - 1)]);
     }
@@ -1333,8 +1336,10 @@ loop_dealloc(PyObject *self)
         lp->st->c.running_loop = NULL;
     }
     loop_release(lp, true);
+    PyObject *module = lp->module;
     tp->tp_free(self);
     Py_DECREF(tp);
+    Py_XDECREF(module);   /* last: the state may go with it */
 }
 
 static PyObject *
@@ -1345,10 +1350,15 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
+    PyObject *module = PyType_GetModuleByDef(type, &tcg_moduledef);
+    if (module == NULL) {
+        return NULL;
+    }
     tcg_LoopObject *lp = (tcg_LoopObject *)type->tp_alloc(type, 0);
     if (lp == NULL) {
         return NULL;
     }
+    lp->module = Py_NewRef(module);
     lp->st = st;
     lp->epfd = lp->wakefd = -1;
     lp->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -126,6 +126,8 @@ class IOLoop:
         loop = events._get_running_loop()
         if loop is None:
             loop = _policy_loop()
+            if loop is not None and loop.is_closed():
+                loop = None
         if loop is None:
             if not instance:
                 return None
