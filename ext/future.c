@@ -914,7 +914,27 @@ future_repr(tcg_FutureObject *fut)
     if (st == NULL) {
         return NULL;
     }
-    return PyObject_CallOneArg(st->fut.future_repr, (PyObject *)fut);
+    if (st->fut.future_repr != NULL) {
+        return PyObject_CallOneArg(st->fut.future_repr, (PyObject *)fut);
+    }
+    /* "<Name info info ...>", as asyncio's own repr. */
+    PyObject *info = PyObject_CallOneArg(st->fut.future_repr_info,
+                                         (PyObject *)fut);
+    if (info == NULL) {
+        return NULL;
+    }
+    PyObject *res = NULL, *sep = PyUnicode_FromString(" ");
+    PyObject *joined = sep ? PyUnicode_Join(sep, info) : NULL;
+    PyObject *name = PyObject_GetAttrString((PyObject *)Py_TYPE(fut),
+                                            "__name__");
+    if (joined != NULL && name != NULL) {
+        res = PyUnicode_FromFormat("<%U %U>", name, joined);
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(joined);
+    Py_XDECREF(sep);
+    Py_DECREF(info);
+    return res;
 }
 
 /* Log an exception nobody retrieved, once, the way asyncio does:
@@ -1392,9 +1412,16 @@ tcg_future_exec(PyObject *m, tcg_state *st)
     if (fs->FutureIterType == NULL) {
         return -1;
     }
-    if ((fs->future_repr = tcg_import_attr("asyncio.base_futures",
-                                       "_future_repr")) == NULL ||
-        (fs->future_repr_info = tcg_import_attr("asyncio.base_futures",
+    /* base_futures._future_repr is 3.11+; 3.10 builds the repr from
+     * _future_repr_info (future_repr() below). */
+    fs->future_repr = tcg_import_attr("asyncio.base_futures", "_future_repr");
+    if (fs->future_repr == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    if ((fs->future_repr_info = tcg_import_attr("asyncio.base_futures",
                                             "_future_repr_info")) == NULL ||
         (fs->extract_stack = tcg_import_attr("asyncio.format_helpers",
                                          "extract_stack")) == NULL ||

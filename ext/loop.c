@@ -31,6 +31,7 @@
  * GIL: free-threaded builds are not supported.
  */
 #include "tcg.h"
+#include <limits.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -613,6 +614,12 @@ get_time_arg(PyObject *obj, const char *none_msg, double *out)
     if (*out == -1.0 && PyErr_Occurred()) {
         return -1;
     }
+    /* A NaN deadline compares false with every other: in the heap it
+     * would hide every timer behind it.  (Infinity is fine: never.) */
+    if (isnan(*out)) {
+        PyErr_SetString(PyExc_ValueError, "a time cannot be NaN");
+        return -1;
+    }
     return 0;
 }
 
@@ -837,6 +844,13 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
     if (h == NULL) {
         return NULL;
     }
+    /* Grow the fd table only for a real fd: a bogus huge number would
+     * otherwise allocate a table that large before epoll said no. */
+    if ((size_t)fd >= lp->nfds && fcntl(fd, F_GETFD) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(h);
+        return NULL;
+    }
     fd_entry *e = check_closed(lp) < 0 ? NULL : fd_slot(lp, fd);
     if (e == NULL) {
         Py_DECREF(h);
@@ -965,7 +979,13 @@ dispatch_events(tcg_LoopObject *lp, int n)
             }
             todo[k] = NULL;
             if (h->flags & TCG_H_CANCELLED) {
-                /* Cancelled through its handle: unregister, as asyncio. */
+                /* Cancelled through its handle: unregister, as asyncio.
+                 * Releasing the other handle may have run code that closed
+                 * the loop (emptying the table): look again. */
+                if ((size_t)fd >= lp->nfds) {
+                    Py_DECREF(h);
+                    continue;
+                }
                 e = &lp->fds[fd];
                 tcg_HandleObject **slot = k ? &e->writer : &e->reader;
                 if (*slot == h) {
@@ -1021,8 +1041,11 @@ loop_poll(tcg_LoopObject *lp, double now, double timeout)
                 ms = -1;
             }
             else {
-                /* Round up: waking before the deadline would spin. */
-                ms = left <= 0 ? 0 : (int)ceil(left * 1e3);
+                /* Round up: waking before the deadline would spin.  A
+                 * far-off deadline (call_at(inf)) waits INT_MAX ms at a
+                 * time; the negated test also takes a NaN as "now". */
+                double msd = !(left > 0) ? 0.0 : ceil(left * 1e3);
+                ms = msd >= (double)INT_MAX ? INT_MAX : (int)msd;
             }
         }
         int epfd = lp->epfd;
