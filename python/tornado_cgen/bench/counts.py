@@ -2,7 +2,8 @@
 
 Both run the same worker as the timing harness, without its warm-up, at two
 sizes N1 < N2, and report ``(count(N2) - count(N1)) / (ops(N2) - ops(N1))``:
-start-up, imports and loop creation cancel out.  Callgrind counts user-space
+start-up, imports and loop creation cancel out; ``PYTHONHASHSEED=0`` keeps
+dict probing the same from run to run.  Callgrind counts user-space
 instructions (``Ir``) of the real interpreter binary (``sys.executable``,
 never a shell shim); it cannot see the kernel, so ``strace -f -c`` gives the
 syscalls per op beside it (0 -> 1 syscall per op is a ~1 us regression here
@@ -27,9 +28,13 @@ def _sizes(case, quick):
 
 def _run_counted(tool_cmd, out_file, impl, case_id, n, timeout):
     cmd = tool_cmd + harness.worker_command(impl, case_id, n, warmup=False)
+    env = harness.worker_env()
+    # A fixed string-hash seed: dict probing (and so Ir) otherwise varies by
+    # a few percent from run to run.
+    env["PYTHONHASHSEED"] = "0"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=timeout, env=harness.worker_env())
+                              timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": "error", "error": "timed out after %ss" % timeout}
     res = harness.parse_worker_output(proc.stdout, proc.stderr,
