@@ -281,6 +281,23 @@ tcg_future_set_exception(tcg_state *st, tcg_FutureObject *fut, PyObject *exc)
         PyErr_SetString(PyExc_TypeError, "invalid exception object");
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_TypeCheck(val, (PyTypeObject *)PyExc_StopIteration)) {
+        /* 3.13's asyncio sets a RuntimeError caused by it (or by a
+         * subclass) instead. */
+        PyObject *err = PyObject_CallFunction(
+            PyExc_RuntimeError, "s",
+            "StopIteration interacts badly with generators "
+            "and cannot be raised into a Future");
+        if (err == NULL) {
+            Py_DECREF(val);
+            return -1;
+        }
+        PyException_SetCause(err, val);                 /* steals val */
+        PyException_SetContext(err, Py_NewRef(val));
+        val = err;
+    }
+#else
     if (Py_IS_TYPE(val, (PyTypeObject *)PyExc_StopIteration)) {
         Py_DECREF(val);
         PyErr_SetString(PyExc_TypeError,
@@ -288,6 +305,7 @@ tcg_future_set_exception(tcg_state *st, tcg_FutureObject *fut, PyObject *exc)
                         "and cannot be raised into a Future");
         return -1;
     }
+#endif
     fut->exception = val;
     fut->exception_tb = PyException_GetTraceback(val);
     fut->status = TCG_FUT_FINISHED;
@@ -1293,6 +1311,14 @@ FutureIter_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                      "throw expected at least 1 argument, got %zd", nargs);
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (nargs > 1 &&
+        PyErr_WarnEx(PyExc_DeprecationWarning,
+                     "the (type, exc, tb) signature of throw() is deprecated, "
+                     "use the single-arg signature instead.", 1) < 0) {
+        return NULL;
+    }
+#endif
     PyObject *type = args[0];
     PyObject *val = nargs > 1 && args[1] != Py_None ? args[1] : NULL;
     PyObject *tb = nargs > 2 && args[2] != Py_None ? args[2] : NULL;

@@ -15,6 +15,9 @@ import pytest
 
 pytest.importorskip("test.test_asyncio.test_events",
                     reason="the interpreter's test package is not installed")
+if sys.version_info < (3, 11):
+    pytest.skip("the stdlib suites used here (runners, ssl, task groups, "
+                "timeouts) are 3.11+", allow_module_level=True)
 from test.test_asyncio import (  # noqa: E402
     test_runners, test_sendfile, test_sslproto, test_ssl, test_streams,
     test_subprocess, test_taskgroups, test_timeouts, test_waitfor)
