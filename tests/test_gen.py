@@ -86,8 +86,25 @@ def run(fn, *args):
     async def main():
         return await fn(*args)
 
-    with asyncio.Runner(loop_factory=_loop_factory) as runner:
-        return runner.run(main())
+    # What asyncio.Runner (3.11+) does, spelled out so 3.10 runs it too.
+    loop = new_loop()
+    if _loop_factory is None:
+        asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(
+                    asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            if _loop_factory is None:
+                asyncio.set_event_loop(None)
+            loop.close()
 
 
 def in_loop(fn):
@@ -794,7 +811,21 @@ def test_multi_cancelling_result_spares_children(impl):
 # ---- cancellation --------------------------------------------------------------
 
 
+def _tornado_before_6_6():
+    import tornado
+    return tornado.version_info < (6, 6)
+
+
+def skip_tornado_before_6_6(impl):
+    """Tornado before 6.6 hangs when a yielded future is cancelled (its
+    issue 3537): the oracle can only check this on 6.6+ (Python 3.11+)."""
+    if impl.name == "tornado" and _tornado_before_6_6():
+        import tornado
+        pytest.skip("Tornado %s hangs here (its issue 3537)" % tornado.version)
+
+
 def test_cancelled_future_thrown_in_and_catchable(impl):
+    skip_tornado_before_6_6(impl)
     gen = impl.gen
 
     async def main():
@@ -815,6 +846,7 @@ def test_cancelled_future_thrown_in_and_catchable(impl):
 
 
 def test_cancelled_future_escaping_cancels_coroutine(impl):
+    skip_tornado_before_6_6(impl)
     # DESIGN's choice; Tornado 6.6 does the same (6.5 hung: issue 3537).
     gen = impl.gen
 
@@ -836,6 +868,7 @@ def test_cancelled_future_escaping_cancels_coroutine(impl):
 
 
 def test_cancelled_error_from_first_step_cancels(impl):
+    skip_tornado_before_6_6(impl)
     @impl.gen.coroutine
     def f():
         raise asyncio.CancelledError()
@@ -1073,6 +1106,8 @@ def test_with_timeout_times_out_without_cancelling(impl):
         with pytest.raises(gen.TimeoutError):
             await gen.with_timeout(datetime.timedelta(seconds=0.01), inner)
         assert not inner.done()
+        if impl.name == "tornado" and _tornado_before_6_6():
+            return   # with_timeout(message=) is Tornado 6.6's
         with pytest.raises(gen.TimeoutError, match="custom"):
             await gen.with_timeout(ioloop_time(impl) + 0.01, inner,
                                    message="custom")
@@ -1176,6 +1211,8 @@ def test_wait_iterator_kwargs_done_and_async_for(impl):
 
 
 def test_wait_iterator_duplicates(impl):
+    if impl.name == "tornado" and _tornado_before_6_6():
+        pytest.skip("Tornado before 6.6 fails on a future given twice")
     gen = impl.gen
 
     async def main():

@@ -449,8 +449,9 @@ def test_run_and_runner():
         return type(asyncio.get_running_loop())
 
     assert tornado_cgen.run(main()) is tornado_cgen.loop.Loop
-    with asyncio.Runner(loop_factory=tornado_cgen.new_event_loop) as r:
-        assert r.run(main()) is tornado_cgen.loop.Loop
+    if hasattr(asyncio, "Runner"):   # 3.11+
+        with asyncio.Runner(loop_factory=tornado_cgen.new_event_loop) as r:
+            assert r.run(main()) is tornado_cgen.loop.Loop
 
 
 def test_policy():
