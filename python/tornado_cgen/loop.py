@@ -198,7 +198,10 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
         self._add_callback(handle)
 
     def _process_events(self, event_list):
-        raise NotImplementedError("the C core dispatches I/O events")
+        # The selector loop's hook: never reached, since _run_once is the C
+        # core's and it dispatches readiness itself.
+        raise RuntimeError("tornado_cgen's loop has no selector events to "
+                           "process: the C core dispatches I/O readiness")
 
     def _timer_handle_cancelled(self, handle):
         pass

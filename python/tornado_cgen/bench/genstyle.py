@@ -9,10 +9,12 @@ return ``(elapsed_ns, ops)``, timed inside the running loop.
 Cases 1-5 need only ``gen``; 6-9 use the IOLoop API (``add_callback``,
 ``call_later``, ``remove_timeout``, ``add_handler``); case 7 needs both.
 """
+import abc
+
 from .common import MSG_1K, NotAvailable, check, clock, socketpair
 
 
-class Flavour:
+class Flavour(abc.ABC):
     """What a ``gen.coroutine`` implementation provides.
 
     ``gen`` and ``Future`` are the modules' objects; ``run(main)`` runs the
@@ -26,17 +28,21 @@ class Flavour:
     name = "?"
     variant = ""
 
+    @abc.abstractmethod
     def run(self, main):
-        raise NotImplementedError
+        """Run the coroutine function ``main`` on a fresh loop; its result."""
 
+    @abc.abstractmethod
     def new_ioloop(self):
-        raise NotImplementedError
+        """A fresh IOLoop, made current (or raise NotAvailable)."""
 
+    @abc.abstractmethod
     def scheduler(self):
-        raise NotImplementedError
+        """``schedule(fn, *args)``: run on the next loop iteration."""
 
+    @abc.abstractmethod
     def ioloop_class(self):
-        raise NotImplementedError
+        """The IOLoop class (or raise NotAvailable)."""
 
 
 def case_1(fl, n):
