@@ -1369,12 +1369,10 @@ static PyObject *
 loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     /* Arguments belong to the Python subclasses' __init__. */
-    tcg_state *st = tcg_state_from_type(type);
+    PyObject *module = tcg_module_from_type(type);
+    tcg_state *st = tcg_state_if_live(module);
     if (st == NULL) {
-        return NULL;
-    }
-    PyObject *module = PyType_GetModuleByDef(type, &tcg_moduledef);
-    if (module == NULL) {
+        tcg_state_gone();
         return NULL;
     }
     tcg_LoopObject *lp = (tcg_LoopObject *)type->tp_alloc(type, 0);

@@ -8,28 +8,13 @@
  */
 #include "tcg.h"
 
-#if PY_VERSION_HEX < 0x030B0000
-PyObject *
-tcg_compat_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
+tcg_state *
+tcg_state_gone(void)
 {
-    PyObject *mro = type->tp_mro;
-    Py_ssize_t n = mro ? PyTuple_GET_SIZE(mro) : 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
-        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
-            continue;
-        }
-        PyObject *m = ((PyHeapTypeObject *)t)->ht_module;
-        if (m != NULL && PyModule_GetDef(m) == def) {
-            return m;
-        }
-    }
-    PyErr_Format(PyExc_TypeError,
-                 "PyType_GetModuleByDef: No superclass of '%s' has the "
-                 "given module", type->tp_name);
+    PyErr_SetString(PyExc_RuntimeError,
+                    "tornado_cgen._core has been cleared (interpreter exit)");
     return NULL;
 }
-#endif
 
 /* ---- shared helpers ---------------------------------------------------- */
 
@@ -250,6 +235,7 @@ static int
 module_exec(PyObject *m)
 {
     tcg_state *st = tcg_state_from_module(m);
+    st->cleared = false;
     if (common_exec(m, st) < 0 ||
         tcg_future_exec(m, st) < 0 ||
         tcg_loop_exec(m, st) < 0 ||
@@ -277,6 +263,7 @@ static int
 module_clear(PyObject *m)
 {
     tcg_state *st = tcg_state_from_module(m);
+    st->cleared = true;
     tcg_runner_clear(st);
     tcg_loop_clear(st);
     tcg_future_clear(st);
@@ -292,6 +279,16 @@ module_free(void *m)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* All state is per module, but the freelists, the running-loop cache
+     * and the cross-thread ready ring rely on one GIL for every
+     * interpreter that imports us: shared-GIL subinterpreters only. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    /* Free-threaded builds: we need the GIL (see above). */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 

@@ -23,12 +23,6 @@
 
 /* ---- compatibility ----------------------------------------------------- */
 
-#if PY_VERSION_HEX < 0x030B0000
-/* 3.10 has PyType_GetModule but not PyType_GetModuleByDef. */
-PyObject *tcg_compat_GetModuleByDef(PyTypeObject *type, PyModuleDef *def);
-#  define PyType_GetModuleByDef tcg_compat_GetModuleByDef
-#endif
-
 /* Branch hints for the hot paths. */
 #define TCG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TCG_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -75,6 +69,7 @@ typedef struct {
 #include "loop.h"
 
 struct tcg_state {
+    bool cleared;              /* module_clear ran: every field is NULL */
     tcg_common_state c;
     tcg_future_state fut;
     tcg_runner_state run;
@@ -83,29 +78,73 @@ struct tcg_state {
 
 extern PyModuleDef tcg_moduledef;
 
+/* ---- finding the module state: one rule --------------------------------
+ *
+ * 1. Methods are METH_METHOD and take the state from their defining class:
+ *    tcg_state_from_cls(cls), one field read.
+ * 2. Slots (tp_init, tp_repr, am_send, tp_finalize, ...) and deallocators
+ *    take it from the type they were given: tcg_state_from_type(tp) reads
+ *    tp's own module, or walks tp_base (never tp_mro) for a Python subclass
+ *    of one of our types.  Objects that outlive calls (the loop) keep a
+ *    strong reference to the module and a pointer to its state.
+ * 3. Nothing walks the MRO, and nothing assumes the state is there: at
+ *    interpreter exit the collector clears types (tp_mro, ht_module) and
+ *    the module (module_clear) in any order while our objects are still
+ *    alive.  Both helpers then return NULL; tcg_state_from_cls() raises
+ *    RuntimeError, tcg_state_from_type() sets no exception, and the caller
+ *    skips what needed the state (a freelist, a log line) or raises.
+ */
+
 static inline tcg_state *
 tcg_state_from_module(PyObject *module)
 {
     return (tcg_state *)PyModule_GetState(module);
 }
 
-/* The state of the module that defined `type` or one of its bases. */
+/* The live state behind `module` (a module of ours), else NULL. */
 static inline tcg_state *
-tcg_state_from_type(PyTypeObject *type)
+tcg_state_if_live(PyObject *module)
 {
-    PyObject *mod = PyType_GetModuleByDef(type, &tcg_moduledef);
-    if (mod == NULL) {
+    if (module == NULL) {
         return NULL;
     }
-    return tcg_state_from_module(mod);
+    tcg_state *st = tcg_state_from_module(module);
+    return st->cleared ? NULL : st;
 }
 
-/* For METH_METHOD functions: `cls` is the defining class, a heap type of
- * ours, so this is a field read. */
+/* Our module behind `tp`: its own, or that of the nearest type of ours on
+ * its tp_base chain (a Python subclass has none of its own).  Borrowed;
+ * NULL, no exception set, if there is none any more (interpreter exit). */
+static inline PyObject *
+tcg_module_from_type(PyTypeObject *tp)
+{
+    for (; tp != NULL && (tp->tp_flags & Py_TPFLAGS_HEAPTYPE);
+         tp = tp->tp_base) {
+        PyObject *mod = ((PyHeapTypeObject *)tp)->ht_module;
+        if (mod != NULL && PyModule_GetDef(mod) == &tcg_moduledef) {
+            return mod;
+        }
+    }
+    return NULL;   /* static types (object, ...) are never ours */
+}
+
+/* Rule 2: the live state behind `tp`, else NULL with no exception set. */
+static inline tcg_state *
+tcg_state_from_type(PyTypeObject *tp)
+{
+    return tcg_state_if_live(tcg_module_from_type(tp));
+}
+
+/* Raise the error for "the module is gone" and return NULL. */
+tcg_state *tcg_state_gone(void);
+
+/* Rule 1: for METH_METHOD functions, `cls` is the defining class, a heap
+ * type of ours.  NULL with RuntimeError set once cleared at exit. */
 static inline tcg_state *
 tcg_state_from_cls(PyTypeObject *cls)
 {
-    return (tcg_state *)PyType_GetModuleState(cls);
+    tcg_state *st = tcg_state_if_live(((PyHeapTypeObject *)cls)->ht_module);
+    return TCG_LIKELY(st != NULL) ? st : tcg_state_gone();
 }
 
 /* Returns a borrowed reference to the running loop, or NULL with no
