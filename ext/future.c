@@ -122,6 +122,10 @@ future_reset(tcg_FutureObject *fut)
 tcg_FutureObject *
 tcg_future_new(tcg_state *st, PyObject *loop)
 {
+    if (TCG_UNLIKELY(st->cleared)) {
+        tcg_state_gone();
+        return NULL;
+    }
     PyTypeObject *tp = st->fut.FutureType;
     tcg_FutureObject *fut = st->fut.freelist;
     if (fut != NULL) {
@@ -170,6 +174,7 @@ future_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
     tcg_state *st = tcg_state_from_type(Py_TYPE(self));
     if (st == NULL) {
+        tcg_state_gone();
         return -1;
     }
     /* The only argument is keyword-only `loop`; parsed by hand because
@@ -436,35 +441,73 @@ tcg_future_add_done_callback(tcg_state *st, tcg_FutureObject *fut,
     return rc;
 }
 
+void
+tcg_future_forget_callback(tcg_FutureObject *fut, PyObject *fn)
+{
+    if (fut->callback0 == fn) {
+        /* Cleared in this order: dropping the callback may drop the last
+         * reference to whatever holds the future. */
+        PyObject *cb = fut->callback0, *ctx = fut->context0;
+        fut->callback0 = fut->context0 = NULL;
+        Py_XDECREF(ctx);
+        Py_DECREF(cb);
+        return;
+    }
+    PyObject *list = fut->callbacks;
+    if (list == NULL) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        if (PyTuple_GET_ITEM(PyList_GET_ITEM(list, i), 0) == fn) {
+            /* Deleting an item may run a destructor; the list stays ours. */
+            Py_INCREF(list);
+            (void)PySequence_DelItem(list, i);
+            if (fut->callbacks == list && PyList_GET_SIZE(list) == 0) {
+                Py_CLEAR(fut->callbacks);
+            }
+            Py_DECREF(list);
+            return;
+        }
+    }
+}
+
 /* ---- Python methods ----------------------------------------------------- */
 
+/* Rule 1 of tcg.h, for the METH_METHOD methods below. */
 #define STATE_FROM_CLS(cls, st)                                    \
-    tcg_state *st = tcg_state_from_cls(cls)
+    tcg_state *st = tcg_state_from_cls(cls);                      \
+    if (st == NULL) {                                              \
+        return NULL;                                               \
+    }
 
 static PyObject *
-Future_result(PyObject *self, PyObject *Py_UNUSED(ignored))
+Future_result(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames)
 {
+    if (TCG_UNLIKELY(nargs || kwnames) &&
+        tcg_check_noargs("Future.result", nargs, kwnames) < 0) {
+        return NULL;
+    }
     tcg_FutureObject *fut = (tcg_FutureObject *)self;
     if (TCG_LIKELY(fut->status == TCG_FUT_FINISHED && fut->exception == NULL)) {
         fut->log_tb = 0;
         return Py_NewRef(fut->result);
     }
-    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
-    if (st == NULL) {
-        return NULL;
-    }
+    STATE_FROM_CLS(cls, st);
     return tcg_future_result(st, fut);
 }
 
 static PyObject *
-Future_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
+Future_exception(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                 Py_ssize_t nargs, PyObject *kwnames)
 {
+    if (TCG_UNLIKELY(nargs || kwnames) &&
+        tcg_check_noargs("Future.exception", nargs, kwnames) < 0) {
+        return NULL;
+    }
     tcg_FutureObject *fut = (tcg_FutureObject *)self;
     if (fut->status != TCG_FUT_FINISHED) {
-        tcg_state *st = tcg_state_from_type(Py_TYPE(self));
-        if (st == NULL) {
-            return NULL;
-        }
+        STATE_FROM_CLS(cls, st);
         if (fut->status == TCG_FUT_CANCELLED) {
             future_raise_cancelled(st, fut);
             return NULL;
@@ -477,22 +520,30 @@ Future_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Future_set_result(PyObject *self, PyObject *arg)
+Future_set_result(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                  Py_ssize_t nargs, PyObject *kwnames)
 {
-    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
-    if (st == NULL ||
-        tcg_future_set_result(st, (tcg_FutureObject *)self, arg) < 0) {
+    if (TCG_UNLIKELY(nargs != 1 || kwnames) &&
+        tcg_check_onearg("Future.set_result", nargs, kwnames) < 0) {
+        return NULL;
+    }
+    STATE_FROM_CLS(cls, st);
+    if (tcg_future_set_result(st, (tcg_FutureObject *)self, args[0]) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyObject *
-Future_set_exception(PyObject *self, PyObject *arg)
+Future_set_exception(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames)
 {
-    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
-    if (st == NULL ||
-        tcg_future_set_exception(st, (tcg_FutureObject *)self, arg) < 0) {
+    if (TCG_UNLIKELY(nargs != 1 || kwnames) &&
+        tcg_check_onearg("Future.set_exception", nargs, kwnames) < 0) {
+        return NULL;
+    }
+    STATE_FROM_CLS(cls, st);
+    if (tcg_future_set_exception(st, (tcg_FutureObject *)self, args[0]) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -566,32 +617,27 @@ Future_add_done_callback(PyObject *self, PyTypeObject *cls,
                          PyObject *const *args, Py_ssize_t nargs,
                          PyObject *kwnames)
 {
-    PyObject *fn = NULL, *ctx = NULL;
+    /* (fn, /, *, context=None), as asyncio's. */
+    PyObject *ctx = NULL;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs == 1) {
-        fn = args[0];
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "add_done_callback() takes exactly 1 positional "
+                     "argument (%zd given)", nargs);
+        return NULL;
     }
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
-            ctx = args[nargs + i];
-        }
-        else if (PyUnicode_CompareWithASCIIString(key, "fn") == 0 && fn == NULL) {
-            fn = args[nargs + i];
-        }
-        else {
+        if (ctx != NULL ||
+            PyUnicode_CompareWithASCIIString(key, "context") != 0) {
             PyErr_Format(PyExc_TypeError,
                          "add_done_callback() got an unexpected keyword "
                          "argument '%S'", key);
             return NULL;
         }
+        ctx = args[nargs + i];
     }
-    if (fn == NULL || nargs > 1) {
-        PyErr_SetString(PyExc_TypeError,
-                        "add_done_callback() takes exactly one positional "
-                        "argument");
-        return NULL;
-    }
+    PyObject *fn = args[0];
     if (ctx == Py_None) {
         ctx = NULL;
     }
@@ -768,6 +814,7 @@ Future_await(PyObject *self)
     }
     tcg_state *st = tcg_state_from_type(Py_TYPE(self));
     if (st == NULL) {
+        tcg_state_gone();
         return NULL;
     }
     return future_iter_new(st, fut);
@@ -832,7 +879,7 @@ Future_get_loop_attr(tcg_FutureObject *fut, void *Py_UNUSED(closure))
     }
     tcg_state *st = tcg_state_from_type(Py_TYPE(fut));
     if (st == NULL) {
-        return NULL;
+        Py_RETURN_NONE;   /* interpreter exit */
     }
     PyObject *loop = tcg_future_loop(st, fut);
     if (loop == NULL) {
@@ -909,9 +956,10 @@ Future_set_cancel_message(tcg_FutureObject *fut, PyObject *val,
 static PyObject *
 Future_get_state(tcg_FutureObject *fut, void *Py_UNUSED(closure))
 {
+    static const char *const names[] = {"PENDING", "CANCELLED", "FINISHED"};
     tcg_state *st = tcg_state_from_type(Py_TYPE(fut));
     if (st == NULL) {
-        return NULL;
+        return PyUnicode_FromString(names[fut->status]);
     }
     switch (fut->status) {
     case TCG_FUT_CANCELLED:
@@ -930,6 +978,7 @@ future_repr(tcg_FutureObject *fut)
 {
     tcg_state *st = tcg_state_from_type(Py_TYPE(fut));
     if (st == NULL) {
+        tcg_state_gone();
         return NULL;
     }
     if (st->fut.future_repr != NULL) {
@@ -970,6 +1019,7 @@ future_finalize(PyObject *self)
     PyErr_Fetch(&err_type, &err_val, &err_tb);
     tcg_state *st = tcg_state_from_type(Py_TYPE(self));
     if (st == NULL) {
+        /* Interpreter exit: the module (its loggers) is gone. */
         PyErr_Restore(err_type, err_val, err_tb);
         return;
     }
@@ -1068,21 +1118,6 @@ future_clear(tcg_FutureObject *fut)
     return 0;
 }
 
-/* The module state if `tp` is exactly our Future type, else NULL. */
-static tcg_state *
-exact_future_state(PyTypeObject *tp)
-{
-    if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
-        return NULL;
-    }
-    PyObject *mod = ((PyHeapTypeObject *)tp)->ht_module;  /* NULL: subclass */
-    if (mod == NULL) {
-        return NULL;
-    }
-    tcg_state *st = tcg_state_from_module(mod);
-    return tp == st->fut.FutureType ? st : NULL;
-}
-
 static void
 future_dealloc(PyObject *self)
 {
@@ -1106,9 +1141,11 @@ future_dealloc(PyObject *self)
 
     /* Recycle exact Futures, linked through `loop`.  One whose finalizer
      * ever ran keeps the GC's "finalized" mark, which the API cannot reset,
-     * so it is freed instead. */
-    tcg_state *st = exact_future_state(tp);
-    if (st != NULL && st->fut.freelist_len < TCG_FUTURE_FREELIST_MAX &&
+     * so it is freed instead.  At interpreter exit (no state) nothing is
+     * recycled: the freelist has been emptied for good. */
+    tcg_state *st = tcg_state_from_type(tp);
+    if (st != NULL && tp == st->fut.FutureType &&
+        st->fut.freelist_len < TCG_FUTURE_FREELIST_MAX &&
         !PyObject_GC_IsFinalized(self)) {
         fut->loop = (PyObject *)st->fut.freelist;
         st->fut.freelist = fut;
@@ -1125,13 +1162,14 @@ future_dealloc(PyObject *self)
 #define METH_CLS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
 
 static PyMethodDef Future_methods[] = {
-    {"result", Future_result, METH_NOARGS,
+    {"result", (PyCFunction)(void (*)(void))Future_result, METH_CLS,
      "Return the result, or raise the exception, of a done future."},
-    {"exception", Future_exception, METH_NOARGS,
+    {"exception", (PyCFunction)(void (*)(void))Future_exception, METH_CLS,
      "Return the exception (or None) of a done future."},
-    {"set_result", Future_set_result, METH_O,
+    {"set_result", (PyCFunction)(void (*)(void))Future_set_result, METH_CLS,
      "Mark the future done with a result and schedule its callbacks."},
-    {"set_exception", Future_set_exception, METH_O,
+    {"set_exception", (PyCFunction)(void (*)(void))Future_set_exception,
+     METH_CLS,
      "Mark the future done with an exception and schedule its callbacks."},
     {"cancel", (PyCFunction)(void (*)(void))Future_cancel, METH_CLS,
      "cancel(msg=None): cancel a pending future; True if it was pending."},
@@ -1212,7 +1250,11 @@ static PyType_Slot Future_slots[] = {
 static PyType_Spec Future_spec = {
     .name = "tornado_cgen.concurrent.Future",
     .basicsize = sizeof(tcg_FutureObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    /* Immutable, as _asyncio.Future: the Runner and the await iterator
+     * read the struct of exact Futures, so patching a method on the type
+     * would change f.result() but not `yield f`. */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
     .slots = Future_slots,
 };
 
@@ -1255,8 +1297,9 @@ FutureIter_am_send(PyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
         return PYGEN_ERROR;
     }
     it->future = NULL;
-    tcg_state *st = tcg_state_from_type(Py_TYPE(fut));
-    PyObject *res = st ? tcg_future_result(st, fut) : NULL;
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    PyObject *res = st ? tcg_future_result(st, fut)
+                       : (tcg_state_gone(), NULL);
     Py_DECREF(fut);
     if (res == NULL) {
         return PYGEN_ERROR;

@@ -77,6 +77,10 @@ PyObject *tcg_future_result(tcg_state *st, tcg_FutureObject *fut);
 int tcg_future_add_done_callback(tcg_state *st, tcg_FutureObject *fut,
                                  PyObject *fn, PyObject *ctx);
 
+/* Forget the done callback `fn` (compared by identity, so no Python code
+ * runs) if it is registered.  The Runner drops its keep-alive this way. */
+void tcg_future_forget_callback(tcg_FutureObject *fut, PyObject *fn);
+
 /* Schedule fn(arg) on `loop` in `ctx`: a C call for our loop, else
  * loop.call_soon(fn, arg, context=ctx). */
 int tcg_call_soon(tcg_state *st, PyObject *loop, PyObject *fn, PyObject *arg,

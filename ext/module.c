@@ -18,6 +18,36 @@ tcg_state_gone(void)
 
 /* ---- shared helpers ---------------------------------------------------- */
 
+int
+tcg_check_noargs(const char *name, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", name);
+        return -1;
+    }
+    if (nargs != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments (%zd given)",
+                     name, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+int
+tcg_check_onearg(const char *name, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", name);
+        return -1;
+    }
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes exactly one argument (%zd given)", name, nargs);
+        return -1;
+    }
+    return 0;
+}
+
 PyObject *
 tcg_running_loop(tcg_state *st)
 {

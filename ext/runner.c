@@ -232,11 +232,7 @@ static int
 result_future_release(tcg_state *st, PyObject *fut, PyObject *runner)
 {
     if (tcg_Future_CheckExact(st, fut)) {
-        tcg_FutureObject *f = (tcg_FutureObject *)fut;
-        if (f->callback0 == runner) {
-            Py_CLEAR(f->context0);
-            Py_CLEAR(f->callback0);
-        }
+        tcg_future_forget_callback((tcg_FutureObject *)fut, runner);
         return 0;
     }
     PyObject *r = call_method1(fut, st->run.str_remove_done_callback, runner);
@@ -330,20 +326,24 @@ future_get_result(tcg_state *st, PyObject *f)
     return call_method0(f, st->run.str_result);
 }
 
-/* A concurrent.futures.Future resumes us on the loop thread: wrap it in an
- * asyncio future of the running loop.  Other objects pass through.  New
- * reference. */
+/* A pending concurrent.futures.Future resumes us on the loop thread: wrap
+ * it in an asyncio future of the running loop.  A done one is used as it
+ * is, as Tornado does (it resumes at once, and counts as done in multi).
+ * Other objects pass through.  New reference. */
 static PyObject *
 wrap_if_concurrent(tcg_state *st, PyObject *f)
 {
     if (!tcg_Future_CheckExact(st, f) && !is_exact_aio_future(st, f) &&
         f != st->run.moment && f != st->run.null_future) {
         int r = PyObject_IsInstance(f, st->run.ConcurrentFutureType);
+        if (r > 0) {
+            r = future_is_done(st, f);
+            if (r == 0) {
+                return PyObject_CallOneArg(st->run.wrap_concurrent, f);
+            }
+        }
         if (r < 0) {
             return NULL;
-        }
-        if (r) {
-            return PyObject_CallOneArg(st->run.wrap_concurrent, f);
         }
     }
     return Py_NewRef(f);
@@ -433,8 +433,9 @@ multi_convert_child(tcg_state *st, PyObject *c)
     if (c == Py_None) {
         return Py_NewRef(st->run.moment);   /* done, no loop trip */
     }
-    if (PyList_Check(c) || PyDict_Check(c)) {
-        /* Nested: its own multi with no quiet exceptions, as Tornado. */
+    if (PyList_CheckExact(c) || PyDict_CheckExact(c)) {
+        /* Nested: its own multi with no quiet exceptions, as Tornado.
+         * (Subclasses go through convert_yielded's registry.) */
         PyObject *out = NULL;
         int rc = multi_collect(st, c, st->c.empty_tuple, &out);
         if (rc < 0) {
@@ -450,16 +451,48 @@ multi_convert_child(tcg_state *st, PyObject *c)
     return convert_slow(st, c);
 }
 
-/* All children are done: their results in input order, the first failure
- * raised, the later ones logged unless quiet (CancelledError always is).
- * Returns MULTI_DONE with *out, MULTI_FAILED with the exception set, or
- * -1 when something other than an Exception escaped a result(). */
+/* The value of a multi: the results list, or a dict of keys to results
+ * (zip's rule if the lengths differ).  New reference. */
+static PyObject *
+multi_value(PyObject *results, PyObject *keys)
+{
+    if (keys == NULL) {
+        return Py_NewRef(results);
+    }
+    Py_ssize_t n = Py_MIN(PyList_GET_SIZE(keys), PyList_GET_SIZE(results));
+    PyObject *dict = tcg_dict_presized(n);
+    if (dict == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyDict_SetItem(dict, PyList_GET_ITEM(keys, i),
+                           PyList_GET_ITEM(results, i)) < 0) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
+/* All children are done: read their results in input order, as Tornado's
+ * multi_future does.  The first failure (an Exception or a CancelledError)
+ * is the outcome: set on `target` at once if there is one, else returned.
+ * A failure after that, or once `target` is done (cancelled), is logged
+ * ("Multiple exceptions in yield list") unless it is a CancelledError or a
+ * `quiet` one.
+ *
+ * Without a target: MULTI_DONE with the value in *out, or MULTI_FAILED
+ * with the exception set.  With one: MULTI_DONE once it is resolved (left
+ * alone if it was cancelled).  -1 if something escaped: a BaseException
+ * from a result(), an error from isinstance(exc, quiet) (a bad
+ * quiet_exceptions: the target already has its outcome then, as in
+ * Tornado), or a failure to resolve the target. */
 static int
 multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
-              PyObject **out)
+              PyObject *target, PyObject **out)
 {
     Py_ssize_t n = PyList_GET_SIZE(futs);
-    PyObject *first_exc = NULL;
+    PyObject *first_exc = NULL;   /* the outcome, when there is no target */
     PyObject *results = PyList_New(n);
     if (results == NULL) {
         return -1;
@@ -478,52 +511,63 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
         if (!cancelled && !PyErr_ExceptionMatches(PyExc_Exception)) {
             goto error;
         }
-        if (first_exc == NULL) {
-            first_exc = fetch_exc();
-            continue;
-        }
         PyObject *exc = fetch_exc();
-        int quiet_one = cancelled;
-        if (!quiet_one) {
-            quiet_one = PyObject_IsInstance(exc, quiet);
-            if (quiet_one < 0) {
-                Py_DECREF(exc);
+        int taken = target ? future_is_done(st, target) : first_exc != NULL;
+        if (taken == 0) {
+            if (target == NULL) {
+                first_exc = exc;
+                continue;
+            }
+            int rc = result_future_set_exception(st, target, exc);
+            Py_DECREF(exc);
+            if (rc < 0) {
                 goto error;
             }
+            continue;
+        }
+        if (taken < 0) {
+            Py_DECREF(exc);
+            goto error;
+        }
+        int quiet_one = cancelled ? 1 : PyObject_IsInstance(exc, quiet);
+        if (quiet_one < 0) {
+            /* A bad quiet_exceptions: the TypeError, raised while `exc`
+             * was being handled, as in Tornado. */
+            PyObject *err = fetch_exc();
+            PyException_SetContext(err, exc);   /* steals exc */
+            restore_exc(err);
+            goto error;
         }
         if (quiet_one) {
             Py_DECREF(exc);
+            continue;
         }
-        else {
-            restore_exc(exc);
-            tcg_log_current_exception(st, st->c.app_log,
-                                      "Multiple exceptions in yield list",
-                                      NULL);
-        }
+        restore_exc(exc);
+        tcg_log_current_exception(st, st->c.app_log,
+                                  "Multiple exceptions in yield list", NULL);
     }
     if (first_exc != NULL) {
         Py_DECREF(results);
         restore_exc(first_exc);
         return MULTI_FAILED;
     }
-    if (keys == NULL) {
-        *out = results;
-        return MULTI_DONE;
+    int open = 1;
+    if (target != NULL) {
+        int done = future_is_done(st, target);
+        open = done < 0 ? -1 : !done;
     }
-    PyObject *dict = _PyDict_NewPresized(n);   /* no resizes while filled */
-    if (dict == NULL) {
+    PyObject *value = NULL;
+    if (open < 0 || (open && (value = multi_value(results, keys)) == NULL)) {
         goto error;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (PyDict_SetItem(dict, PyList_GET_ITEM(keys, i),
-                           PyList_GET_ITEM(results, i)) < 0) {
-            Py_DECREF(dict);
-            goto error;
-        }
-    }
     Py_DECREF(results);
-    *out = dict;
-    return MULTI_DONE;
+    if (target == NULL) {
+        *out = value;
+        return MULTI_DONE;
+    }
+    int rc = open ? result_future_set_result(st, target, value) : 0;
+    Py_XDECREF(value);
+    return rc < 0 ? -1 : MULTI_DONE;
 
 error:
     Py_XDECREF(first_exc);
@@ -568,27 +612,18 @@ multi_waiter_call(PyObject *self, PyObject *const *args, size_t nargsf,
     if (left != 0 || w->future == NULL || w->unfinished == NULL) {
         Py_RETURN_NONE;
     }
-    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
     /* Take everything out first: nothing below can run us twice. */
     PyObject *fut = w->future, *children = w->children, *keys = w->keys;
     PyObject *quiet = w->quiet;
     w->future = w->children = w->keys = w->quiet = NULL;
     Py_CLEAR(w->unfinished);
 
-    PyObject *value = NULL;
-    int rc = multi_results(st, children, keys, quiet, &value), r = 0;
-    if (rc == MULTI_DONE) {
-        r = result_future_set_result(st, fut, value);
-        Py_DECREF(value);
-    }
-    else if (rc == MULTI_FAILED) {
-        PyObject *exc = fetch_exc();
-        r = result_future_set_exception(st, fut, exc);
-        Py_DECREF(exc);
-    }
-    else {
-        r = -1;
-    }
+    int r = multi_results(st, children, keys, quiet, fut, NULL);
     Py_DECREF(fut);
     Py_DECREF(children);
     Py_XDECREF(keys);
@@ -744,7 +779,12 @@ multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
 {
     PyObject *keys = NULL, *seq;
     *out = NULL;
-    if (PyDict_Check(children)) {
+    /* Lists and dicts nest (and may contain themselves): bounded like
+     * Python recursion, as Tornado's RecursionError is. */
+    if (Py_EnterRecursiveCall(" in multi()")) {
+        return -1;
+    }
+    if (PyDict_CheckExact(children)) {
         /* One pass for keys and values; PyDict_Next runs no Python code,
          * so the size holds. */
         Py_ssize_t size = PyDict_GET_SIZE(children), pos = 0, i = 0;
@@ -757,11 +797,22 @@ multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
             i++;
         }
     }
+    else if (PyDict_Check(children)) {
+        /* A subclass is read through its own keys() and values(). */
+        seq = NULL;
+        PyObject *k = call_method0(children, st->run.str_keys);
+        keys = k ? PySequence_List(k) : NULL;
+        Py_XDECREF(k);
+        PyObject *v = keys ? call_method0(children, st->run.str_values) : NULL;
+        seq = v ? PySequence_List(v) : NULL;
+        Py_XDECREF(v);
+    }
     else {
         seq = PySequence_List(children);
     }
     if (seq == NULL) {
         Py_XDECREF(keys);
+        Py_LeaveRecursiveCall();
         return -1;
     }
     /* `seq` is our own list: convert in place. */
@@ -782,7 +833,7 @@ multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
         }
     }
     if (all_done) {
-        rc = multi_results(st, seq, keys, quiet, out);
+        rc = multi_results(st, seq, keys, quiet, NULL, out);
     }
     else {
         *out = multi_wait(st, seq, keys, quiet);
@@ -791,6 +842,7 @@ multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
 done:
     Py_XDECREF(keys);
     Py_DECREF(seq);
+    Py_LeaveRecursiveCall();
     return rc;
 }
 
@@ -938,7 +990,7 @@ classify(tcg_state *st, PyObject *y, PyObject **out)
         *out = Py_NewRef(st->run.moment);
         return Y_WAIT;
     }
-    if (PyList_Check(y) || PyDict_Check(y)) {
+    if (PyList_CheckExact(y) || PyDict_CheckExact(y)) {
         int rc = multi_collect(st, y, st->c.empty_tuple, out);
         if (rc == MULTI_DONE) {
             return Y_SEND;
@@ -983,7 +1035,7 @@ runner_wait(tcg_state *st, RunnerObject *r, PyObject *w)
     PyObject *self = (PyObject *)r;
     PyObject *ctx = r->core.ctx;
     int rc;
-    assert(r->waiting == NULL);
+    TCG_ASSERT(r->waiting == NULL);
     r->waiting = Py_NewRef(w);
     if (w == st->run.moment) {
         PyObject *loop = core_loop(st, &r->core);
@@ -1083,44 +1135,48 @@ core_fail(tcg_state *st, tcg_core *core, RunnerObject *runner)
     return r;
 }
 
-/* Drive the generator of `core` from `value` (send) or `exc` (throw),
- * both stolen, exactly one non-NULL, until it finishes or must wait.
- * `*runner_p` is the core's Runner, or NULL while the core is on the
- * stack: it is then created, and the core moved into it, the first time
- * the generator has to wait.  Returns 0, or -1 with an exception to
- * propagate (a BaseException from the generator, or a failure of our
- * own). */
+/* Drive the generator of `core` until it finishes or must wait, starting
+ * from exactly one of (all stolen): `value` to send, `exc` to throw, or
+ * `yielded`, what the generator has just yielded (a Runner built from
+ * Python starts there).  `*runner_p` is the core's Runner, or NULL while
+ * the core is on the stack: it is then created, and the core moved into
+ * it, the first time the generator has to wait.  This is the one place
+ * that waits: a wakeup that arrives while it registers is taken here.
+ * Returns 0, or -1 with an exception to propagate (a BaseException from
+ * the generator, or a failure of our own). */
 static int
 drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
-      PyObject *value, PyObject *exc)
+      PyObject *value, PyObject *exc, PyObject *yielded)
 {
+    TCG_ASSERT((value != NULL) + (exc != NULL) + (yielded != NULL) == 1);
     for (;;) {
-        PyObject *yielded;
-        /* Strong: the generator runs arbitrary code. */
-        PyObject *gen = Py_NewRef(core->gen);
-        PySendResult sr = gen_resume(st, gen, value, exc, &yielded);
-        Py_DECREF(gen);
-        Py_XDECREF(value);
-        Py_XDECREF(exc);
-        value = exc = NULL;
-        if (sr == PYGEN_RETURN) {
-            return core_finish(st, core, *runner_p, yielded);
-        }
-        if (sr == PYGEN_ERROR) {
-            return core_fail(st, core, *runner_p);
-        }
-        /* The hottest case inline: a finished Future of ours. */
-        if (tcg_Future_CheckExact(st, yielded)) {
-            tcg_FutureObject *f = (tcg_FutureObject *)yielded;
-            if (f->status == TCG_FUT_FINISHED && f->exception == NULL) {
-                value = Py_NewRef(f->result);
-                Py_DECREF(yielded);
-                continue;
+        if (yielded == NULL) {
+            /* Strong: the generator runs arbitrary code. */
+            PyObject *gen = Py_NewRef(core->gen);
+            PySendResult sr = gen_resume(st, gen, value, exc, &yielded);
+            Py_DECREF(gen);
+            Py_XDECREF(value);
+            Py_XDECREF(exc);
+            value = exc = NULL;
+            if (sr == PYGEN_RETURN) {
+                return core_finish(st, core, *runner_p, yielded);
+            }
+            if (sr == PYGEN_ERROR) {
+                return core_fail(st, core, *runner_p);
+            }
+            /* The hottest case inline: a finished Future of ours. */
+            if (tcg_Future_CheckExact(st, yielded)) {
+                tcg_FutureObject *f = (tcg_FutureObject *)yielded;
+                if (f->status == TCG_FUT_FINISHED && f->exception == NULL) {
+                    value = Py_NewRef(f->result);
+                    Py_CLEAR(yielded);
+                    continue;
+                }
             }
         }
         PyObject *out;
         yield_kind k = classify(st, yielded, &out);
-        Py_DECREF(yielded);
+        Py_CLEAR(yielded);
         if (k == Y_SEND) {
             value = out;
             continue;
@@ -1140,31 +1196,30 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
             core = &r->core;
         }
         RunnerObject *r = *runner_p;
-        for (;;) {
-            r->woken = 0;
-            if (runner_wait(st, r, out) < 0) {
-                Py_DECREF(out);
-                exc = fetch_exc();   /* e.g. the loop is closed: throw it in */
-                break;
-            }
-            Py_DECREF(out);
-            if (!r->woken) {
-                return 0;            /* suspended until the wakeup */
-            }
-            /* What we wait for called us back while we registered (a
-             * duck-typed future finishing on another thread, say): its
-             * call was not lost, go on now. */
-            PyObject *w = r->waiting;
-            r->waiting = NULL;
-            k = outcome_of(st, w, &out);
-            Py_DECREF(w);
-            if (k == Y_SEND) {
-                value = out;
-            }
-            else {
-                exc = out;
-            }
-            break;
+        TCG_ASSERT(r->running && r->waiting == NULL);
+        r->woken = 0;
+        int rc = runner_wait(st, r, out);
+        Py_DECREF(out);
+        if (rc < 0) {
+            exc = fetch_exc();   /* e.g. the loop is closed: throw it in */
+            continue;
+        }
+        if (!r->woken) {
+            return 0;            /* suspended until the wakeup */
+        }
+        /* What we wait for called us back while we registered (a
+         * duck-typed future finishing on another thread, or in its own
+         * add_done_callback): its call was not lost, go on now. */
+        r->woken = 0;
+        PyObject *w = r->waiting;
+        r->waiting = NULL;
+        k = outcome_of(st, w, &out);
+        Py_DECREF(w);
+        if (k == Y_SEND) {
+            value = out;
+        }
+        else {
+            exc = out;
         }
     }
 }
@@ -1179,6 +1234,10 @@ static PyObject *runner_wakeup(PyObject *self, PyObject *const *args,
 static RunnerObject *
 runner_new(tcg_state *st, tcg_core *core)
 {
+    if (TCG_UNLIKELY(st->cleared)) {
+        tcg_state_gone();
+        return NULL;
+    }
     RunnerObject *r = PyObject_GC_New(RunnerObject, st->run.RunnerType);
     if (r == NULL) {
         return NULL;
@@ -1211,6 +1270,7 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
         PyErr_SetString(PyExc_TypeError, "Runner takes exactly one argument");
         return NULL;
     }
+    TCG_ASSERT(!r->woken || (r->running && r->waiting != NULL));
     if (r->waiting == NULL || args[0] != r->waiting) {
         Py_RETURN_NONE;   /* stale */
     }
@@ -1218,7 +1278,12 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
         r->woken = 1;     /* drive() is registering us: it goes on itself */
         Py_RETURN_NONE;
     }
-    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    TCG_ASSERT(!r->woken && r->core.gen != NULL);
     Py_INCREF(self);   /* finishing drops the result future's reference */
     PyObject *w = r->waiting;   /* owned from here */
     r->waiting = NULL;
@@ -1228,7 +1293,7 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
      * callbacks registered without one (duck-typed futures) do not. */
     PyObject *ctx = Py_NewRef(r->core.ctx);
     int entered = 0, rc = 0;
-    if (PyThreadState_Get()->context != ctx) {
+    if (!tcg_context_is_current(ctx)) {
         if (PyContext_Enter(ctx) < 0) {
             rc = -1;
         }
@@ -1239,12 +1304,17 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
     if (rc == 0) {
         PyObject *out;
         yield_kind k = outcome_of(st, w, &out);
+        /* Released before drive(): while `running` is set, a wakeup is
+         * only taken while drive() registers, so nothing that could run
+         * Python code (a destructor) may come between drive() returning
+         * and `running` being cleared. */
+        Py_CLEAR(w);
         RunnerObject *rp = r;
-        rc = drive(st, &r->core, &rp,
-                   k == Y_SEND ? out : NULL, k == Y_THROW ? out : NULL);
+        rc = drive(st, &r->core, &rp, k == Y_SEND ? out : NULL,
+                   k == Y_THROW ? out : NULL, NULL);
     }
-    Py_DECREF(w);
     r->running = 0;
+    Py_XDECREF(w);
     if (entered && PyContext_Exit(ctx) < 0) {
         rc = -1;
     }
@@ -1341,7 +1411,11 @@ runner_py_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     tcg_state *st = tcg_state_from_type(type);
-    if (st == NULL || gen_not_ready(st)) {
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    if (gen_not_ready(st)) {
         return NULL;
     }
     PyObject *ctx;
@@ -1367,27 +1441,15 @@ runner_py_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(fut);
         return NULL;
     }
-    int entered = PyThreadState_Get()->context != ctx;
+    int entered = !tcg_context_is_current(ctx);
     if (entered && PyContext_Enter(ctx) < 0) {
+        r->running = 0;
         Py_DECREF(r);
         return NULL;
     }
-    PyObject *out;
-    int rc = 0;
-    yield_kind k = classify(st, first, &out);
-    if (k == Y_WAIT) {
-        rc = runner_wait(st, r, out);
-        Py_DECREF(out);
-        if (rc < 0) {
-            k = Y_THROW;
-            out = fetch_exc();
-        }
-    }
-    if (k != Y_WAIT) {
-        RunnerObject *rp = r;
-        rc = drive(st, &r->core, &rp, k == Y_SEND ? out : NULL,
-                   k == Y_THROW ? out : NULL);
-    }
+    /* The same path as a call's: resolve what was yielded, wait, resume. */
+    RunnerObject *rp = r;
+    int rc = drive(st, &r->core, &rp, NULL, NULL, Py_NewRef(first));
     r->running = 0;
     if (entered && PyContext_Exit(ctx) < 0) {
         rc = -1;
@@ -1471,7 +1533,11 @@ coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
                PyObject *kwnames)
 {
     CoroutineObject *co = (CoroutineObject *)self;
-    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
     PyObject *fut = result_future_new(st);
     if (fut == NULL) {
         return NULL;
@@ -1503,7 +1569,7 @@ coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
         }
         else if (isgen) {
             core.gen = res;
-            rc = drive(st, &core, &runner, Py_NewRef(Py_None), NULL);
+            rc = drive(st, &core, &runner, Py_NewRef(Py_None), NULL, NULL);
         }
         else {
             rc = core_finish(st, &core, NULL, res);
@@ -1589,13 +1655,11 @@ coroutine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_UnpackTuple(args, "Coroutine", 1, 1, &func)) {
         return NULL;
     }
-    if (!PyCallable_Check(func)) {
-        PyErr_Format(PyExc_TypeError, "coroutine() needs a callable, not %R",
-                     func);
-        return NULL;
-    }
+    /* Not checked for being callable: as in Tornado, calling the
+     * coroutine then gives a Future failed with the TypeError. */
     tcg_state *st = tcg_state_from_type(type);
     if (st == NULL) {
+        tcg_state_gone();
         return NULL;
     }
     if (gen_not_ready(st)) {
@@ -1680,7 +1744,11 @@ convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
              PyObject *kwnames)
 {
     ConvertObject *cv = (ConvertObject *)self;
-    tcg_state *st = tcg_state_from_cls(Py_TYPE(self));
+    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
     if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL &&
         !gen_not_ready(st)) {
         PyObject *y = args[0];
@@ -1909,6 +1977,8 @@ tcg_runner_exec(PyObject *m, tcg_state *st)
     RUN_INTERN(str_remove_done_callback, "remove_done_callback");
     RUN_INTERN(str_value, "value");
     RUN_INTERN(str_create_task, "create_task");
+    RUN_INTERN(str_keys, "keys");
+    RUN_INTERN(str_values, "values");
     return PyModule_AddFunctions(m, runner_functions);
 }
 
@@ -1962,4 +2032,6 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->str_remove_done_callback);
     Py_CLEAR(rs->str_value);
     Py_CLEAR(rs->str_create_task);
+    Py_CLEAR(rs->str_keys);
+    Py_CLEAR(rs->str_values);
 }

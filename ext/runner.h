@@ -38,6 +38,8 @@ typedef struct {
     PyObject *str_remove_done_callback;
     PyObject *str_value;
     PyObject *str_create_task;
+    PyObject *str_keys;
+    PyObject *str_values;
 } tcg_runner_state;
 
 int tcg_runner_exec(PyObject *m, tcg_state *st);

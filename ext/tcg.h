@@ -23,6 +23,32 @@
 
 /* ---- compatibility ----------------------------------------------------- */
 
+/* Private CPython APIs, used here and nowhere else. */
+
+/* A dict sized for `n` items, so filling it never resizes. */
+static inline PyObject *
+tcg_dict_presized(Py_ssize_t n)
+{
+    return _PyDict_NewPresized(n);
+}
+
+/* Is `ctx` the thread's current contextvars.Context?  (A struct read;
+ * there is no public API short of copying the context.) */
+static inline int
+tcg_context_is_current(PyObject *ctx)
+{
+    return PyThreadState_Get()->context == ctx;
+}
+
+/* Invariant checks: on in debug builds (TCG_DEBUG=1 or TCG_SANITIZE=1 at
+ * build time), compiled out otherwise. */
+#ifdef TCG_DEBUG
+#  include <assert.h>
+#  define TCG_ASSERT(cond) assert(cond)
+#else
+#  define TCG_ASSERT(cond) ((void)0)
+#endif
+
 /* Branch hints for the hot paths. */
 #define TCG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TCG_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -146,6 +172,13 @@ tcg_state_from_cls(PyTypeObject *cls)
     tcg_state *st = tcg_state_if_live(((PyHeapTypeObject *)cls)->ht_module);
     return TCG_LIKELY(st != NULL) ? st : tcg_state_gone();
 }
+
+/* Argument checks for METH_METHOD | METH_FASTCALL | METH_KEYWORDS methods
+ * that take nothing, or exactly one positional argument; the errors read
+ * as CPython's for METH_NOARGS and METH_O ("Future.result() takes no
+ * arguments (1 given)").  0, or -1 with TypeError set. */
+int tcg_check_noargs(const char *name, Py_ssize_t nargs, PyObject *kwnames);
+int tcg_check_onearg(const char *name, Py_ssize_t nargs, PyObject *kwnames);
 
 /* Returns a borrowed reference to the running loop, or NULL with no
  * exception set if none runs in this thread, or NULL with an exception. */

@@ -63,3 +63,25 @@ def run_briefly(loop, n=1):
     """Run `n` loop iterations."""
     for _ in range(n):
         loop.run_until_complete(asyncio.sleep(0))
+
+
+def run_python(code, *argv, options=(), env=None, timeout=60):
+    """Run ``code`` (with ``sys.argv[1:] == argv``) in a fresh interpreter
+    started with ``options`` (``("-X", "dev")``...) that imports the
+    tornado_cgen under test (the installed one, or the source tree's);
+    returns the completed process (``returncode``, ``stdout``, ``stderr``
+    as text)."""
+    import os
+    import subprocess
+    import sys
+
+    import tornado_cgen
+
+    pkg_parent = os.path.dirname(os.path.dirname(tornado_cgen.__file__))
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [pkg_parent] + [p for p in sys.path if p and os.path.isdir(p)])
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *options, "-c", code, *argv],
+                          capture_output=True, text=True, env=full_env,
+                          timeout=timeout)

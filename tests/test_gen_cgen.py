@@ -119,11 +119,6 @@ def test_convert_yielded_fast_paths_and_registry():
     run(main)
 
 
-def test_coroutine_needs_callable():
-    with pytest.raises(TypeError):
-        gen.coroutine(42)
-
-
 def test_multi_bad_arguments():
     async def main():
         with pytest.raises(TypeError):

@@ -1,0 +1,219 @@
+"""gen.multi (ext/runner.c) against upstream Tornado: how the result of a
+list or dict of children is built, what is logged, and bad input.
+
+Each test takes ``impl`` (tornado_cgen, and upstream Tornado as the
+oracle) and runs the same code on both.
+"""
+import asyncio
+import concurrent.futures
+import logging
+
+import pytest
+
+
+def run(main):
+    return asyncio.run(main())
+
+
+def capture_loop_errors(loop):
+    """Collect what reaches the loop's exception handler."""
+    seen = []
+    loop.set_exception_handler(lambda loop, ctx: seen.append(ctx))
+    return seen
+
+
+def test_bad_quiet_exceptions_still_resolves(impl):
+    # The first failure becomes the result; the TypeError of the bad
+    # quiet_exceptions comes out of the done callback afterwards.
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = capture_loop_errors(loop)
+        f, g = loop.create_future(), loop.create_future()
+        m = impl.gen.multi([f, g], quiet_exceptions=5)
+        f.set_exception(ValueError("f"))
+        g.set_exception(KeyError("g"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert m.done()
+        assert isinstance(m.exception(), ValueError)
+        [ctx] = errors
+        assert isinstance(ctx["exception"], TypeError)
+        assert isinstance(ctx["exception"].__context__, KeyError)
+
+    run(main)
+
+
+def test_bad_quiet_exceptions_when_all_done_raises(impl):
+    async def main():
+        loop = asyncio.get_running_loop()
+        f, g = loop.create_future(), loop.create_future()
+        f.set_exception(ValueError("f"))
+        g.set_exception(KeyError("g"))
+        with pytest.raises(TypeError):
+            impl.gen.multi([f, g], quiet_exceptions=5)
+
+    run(main)
+
+
+def test_cancelled_multi_filters_later_failures(impl, caplog):
+    # Once the multi's own future is done (cancelled here), every child
+    # failure takes the "Multiple exceptions" path: quiet ones and
+    # CancelledError are not logged, others are.
+    async def main():
+        loop = asyncio.get_running_loop()
+        f = loop.create_future()
+        m = impl.gen.multi([f], quiet_exceptions=ValueError)
+        m.cancel()
+        f.set_exception(ValueError("quiet"))
+        g = loop.create_future()
+        m2 = impl.gen.multi([g])
+        m2.cancel()
+        g.cancel()
+        h = loop.create_future()
+        m3 = impl.gen.multi([h], quiet_exceptions=ValueError)
+        m3.cancel()
+        h.set_exception(KeyError("loud"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert m.cancelled() and m2.cancelled() and m3.cancelled()
+
+    with caplog.at_level(logging.DEBUG):
+        run(main)
+    records = [r for r in caplog.records if r.name == "tornado.application"]
+    assert [r.getMessage() for r in records] == [
+        "Multiple exceptions in yield list"]
+    assert isinstance(records[0].exc_info[1], KeyError)
+
+
+def test_cancelled_child_is_a_failure_not_a_cancel(impl):
+    async def main():
+        loop = asyncio.get_running_loop()
+        f, g = loop.create_future(), loop.create_future()
+        m = impl.gen.multi([f, g])
+        f.cancel()
+        g.set_result(1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not m.cancelled()
+        assert isinstance(m.exception(), asyncio.CancelledError)
+
+    run(main)
+
+
+def test_done_concurrent_future_counts_as_done(impl):
+    async def main():
+        cf = concurrent.futures.Future()
+        cf.set_result(3)
+        m = impl.gen.multi([cf])
+        assert m.done()
+        assert m.result() == [3]
+        d = impl.gen.multi({"a": cf})
+        assert d.done() and d.result() == {"a": 3}
+
+    run(main)
+
+
+def test_yield_done_concurrent_future_resumes_at_once(impl):
+    async def main():
+        loop = asyncio.get_running_loop()
+        cf = concurrent.futures.Future()
+        cf.set_result(3)
+        order = []
+
+        @impl.gen.coroutine
+        def c():
+            loop.call_soon(order.append, "callback")
+            x = yield cf
+            order.append(("resumed", x))
+
+        c()
+        assert order == [("resumed", 3)]
+        await asyncio.sleep(0)
+        assert order == [("resumed", 3), "callback"]
+
+    run(main)
+
+
+def test_dict_subclass_read_through_its_methods(impl):
+    class Odd(dict):
+        def keys(self):
+            return ["a", "b"]
+
+        def values(self):
+            return [None, 5]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        f = loop.create_future()
+        f.set_result(5)
+
+        class D(Odd):
+            def values(self):
+                return [None, f]
+
+        return await impl.gen.multi(D(x=1))
+
+    assert run(main) == {"a": None, "b": 5}
+
+
+def test_dict_subclass_keys_and_values_of_unequal_length(impl):
+    class D(dict):
+        def keys(self):
+            return ["a", "b", "c"]
+
+        def values(self):
+            return [None]
+
+    async def main():
+        return await impl.gen.multi(D())
+
+    assert run(main) == {"a": None}
+
+
+@pytest.mark.parametrize("build", ["self", "deep"])
+def test_recursive_lists_raise_recursion_error(impl, build):
+    if build == "self":
+        a = []
+        a.append(a)
+    else:
+        a = []
+        for _ in range(100_000):
+            a = [a]
+
+    async def main():
+        with pytest.raises(RecursionError):
+            impl.gen.multi(a)
+        with pytest.raises(RecursionError):
+            impl.gen.convert_yielded(a)
+        d = {}
+        d["d"] = d
+        with pytest.raises(RecursionError):
+            impl.gen.multi(d)
+
+    run(main)
+
+
+def test_yield_recursive_list(impl):
+    # Tornado lets the RecursionError out of the call (its Runner only
+    # catches BadYieldError); tornado_cgen throws it into the generator,
+    # as every failure to convert a yielded object (README), so the
+    # coroutine can catch it.
+    a = []
+    a.append(a)
+
+    async def main():
+        @impl.gen.coroutine
+        def c():
+            try:
+                yield a
+            except RecursionError:
+                return "caught"
+            return "not raised"
+
+        if impl.name == "tornado":
+            with pytest.raises(RecursionError):
+                c()
+        else:
+            assert c().result() == "caught"
+
+    run(main)
