@@ -554,24 +554,12 @@ static PyObject *
 Future_cancel(PyObject *self, PyTypeObject *cls, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames)
 {
+    static const char *const names[] = {"msg"};
     PyObject *msg = Py_None;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs + nkw > 1) {
-        PyErr_SetString(PyExc_TypeError, "cancel() takes at most one argument");
+    if ((nargs || kwnames) &&
+        tcg_parse_args("cancel", args, nargs, kwnames, names, 1, 0, 1, 0,
+                       &msg) < 0) {
         return NULL;
-    }
-    if (nargs == 1) {
-        msg = args[0];
-    }
-    else if (nkw == 1) {
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
-                                             "msg") != 0) {
-            PyErr_Format(PyExc_TypeError,
-                         "cancel() got an unexpected keyword argument '%S'",
-                         PyTuple_GET_ITEM(kwnames, 0));
-            return NULL;
-        }
-        msg = args[0];
     }
     STATE_FROM_CLS(cls, st);
     int r = tcg_future_cancel(st, (tcg_FutureObject *)self, msg);
@@ -599,8 +587,7 @@ static PyObject *
 Future_get_loop(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                 Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs || kwnames) {
-        PyErr_SetString(PyExc_TypeError, "get_loop() takes no arguments");
+    if (tcg_check_noargs("Future.get_loop", nargs, kwnames) < 0) {
         return NULL;
     }
     tcg_FutureObject *fut = (tcg_FutureObject *)self;
@@ -618,26 +605,13 @@ Future_add_done_callback(PyObject *self, PyTypeObject *cls,
                          PyObject *kwnames)
 {
     /* (fn, /, *, context=None), as asyncio's. */
-    PyObject *ctx = NULL;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "add_done_callback() takes exactly 1 positional "
-                     "argument (%zd given)", nargs);
+    static const char *const names[] = {"fn", "context"};
+    PyObject *argv[2] = {NULL, NULL};
+    if (tcg_parse_args("add_done_callback", args, nargs, kwnames, names, 2,
+                       1, 1, 1, argv) < 0) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-        if (ctx != NULL ||
-            PyUnicode_CompareWithASCIIString(key, "context") != 0) {
-            PyErr_Format(PyExc_TypeError,
-                         "add_done_callback() got an unexpected keyword "
-                         "argument '%S'", key);
-            return NULL;
-        }
-        ctx = args[nargs + i];
-    }
-    PyObject *fn = args[0];
+    PyObject *fn = argv[0], *ctx = argv[1];
     if (ctx == Py_None) {
         ctx = NULL;
     }
@@ -724,6 +698,9 @@ Future_make_cancelled_error(PyObject *self, PyTypeObject *cls,
                             PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames)
 {
+    if (tcg_check_noargs("Future._make_cancelled_error", nargs, kwnames) < 0) {
+        return NULL;
+    }
     STATE_FROM_CLS(cls, st);
     return future_make_cancelled_error(st, (tcg_FutureObject *)self);
 }
@@ -732,6 +709,9 @@ static PyObject *
 Future_repr_info(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                  Py_ssize_t nargs, PyObject *kwnames)
 {
+    if (tcg_check_noargs("Future._repr_info", nargs, kwnames) < 0) {
+        return NULL;
+    }
     STATE_FROM_CLS(cls, st);
     return PyObject_CallOneArg(st->fut.future_repr_info, self);
 }
@@ -743,8 +723,7 @@ static PyObject *
 Future_exc_info(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                 Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs || kwnames) {
-        PyErr_SetString(PyExc_TypeError, "exc_info() takes no arguments");
+    if (tcg_check_noargs("Future.exc_info", nargs, kwnames) < 0) {
         return NULL;
     }
     tcg_FutureObject *fut = (tcg_FutureObject *)self;
@@ -769,9 +748,7 @@ static PyObject *
 Future_set_exc_info(PyObject *self, PyTypeObject *cls, PyObject *const *args,
                     Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs != 1 || kwnames) {
-        PyErr_SetString(PyExc_TypeError,
-                        "set_exc_info() takes exactly one argument");
+    if (tcg_check_onearg("Future.set_exc_info", nargs, kwnames) < 0) {
         return NULL;
     }
     PyObject *info = args[0];

@@ -34,6 +34,66 @@ tcg_check_noargs(const char *name, Py_ssize_t nargs, PyObject *kwnames)
 }
 
 int
+tcg_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames, const char *const *names, int n,
+               int posonly, int maxpos, int required, PyObject **out)
+{
+    if (nargs > maxpos) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %d positional argument%s "
+                     "(%zd given)", fname, maxpos, maxpos == 1 ? "" : "s",
+                     nargs);
+        return -1;
+    }
+    bool given[16] = {false};
+    assert(n <= 16);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        out[i] = args[i];
+        given[i] = true;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        int i = posonly;
+        while (i < n && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) {
+            i++;
+        }
+        if (i == n) {
+            for (int j = 0; j < posonly; j++) {
+                if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0) {
+                    PyErr_Format(PyExc_TypeError,
+                                 "%s() got some positional-only arguments "
+                                 "passed as keyword arguments: '%U'",
+                                 fname, key);
+                    return -1;
+                }
+            }
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'",
+                         fname, key);
+            return -1;
+        }
+        if (given[i]) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'",
+                         fname, names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+        given[i] = true;
+    }
+    for (int i = 0; i < required; i++) {
+        if (!given[i]) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s' (pos %d)",
+                         fname, names[i], i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
 tcg_check_onearg(const char *name, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {

@@ -851,48 +851,17 @@ static PyObject *
 gen_multi(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
-    static const char *const kwlist[] = {"children", "quiet_exceptions",
-                                         NULL};
+    static const char *const names[] = {"children", "quiet_exceptions"};
     tcg_state *st = tcg_state_from_module(module);
     if (gen_not_ready(st)) {
         return NULL;
     }
-    PyObject *children = NULL, *quiet = st->c.empty_tuple;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs + nkw > 2 || nargs + nkw < 1) {
-        PyErr_SetString(PyExc_TypeError,
-                        "multi() takes children and an optional "
-                        "quiet_exceptions");
+    PyObject *argv[2] = {NULL, st->c.empty_tuple};
+    if (tcg_parse_args("multi", args, nargs, kwnames, names, 2, 0, 2, 1,
+                       argv) < 0) {
         return NULL;
     }
-    if (nargs >= 1) {
-        children = args[0];
-    }
-    if (nargs >= 2) {
-        quiet = args[1];
-    }
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        PyObject *val = args[nargs + i];
-        if (PyUnicode_CompareWithASCIIString(name, kwlist[0]) == 0 &&
-            children == NULL) {
-            children = val;
-        }
-        else if (PyUnicode_CompareWithASCIIString(name, kwlist[1]) == 0 &&
-                 nargs < 2) {
-            quiet = val;
-        }
-        else {
-            PyErr_Format(PyExc_TypeError,
-                         "multi() got an unexpected keyword argument '%U'",
-                         name);
-            return NULL;
-        }
-    }
-    if (children == NULL) {
-        PyErr_SetString(PyExc_TypeError, "multi() missing 'children'");
-        return NULL;
-    }
+    PyObject *children = argv[0], *quiet = argv[1];
     PyObject *out = NULL;
     int rc = multi_collect(st, children, quiet, &out);
     if (rc < 0) {
@@ -1505,13 +1474,88 @@ static PyType_Spec Runner_spec = {
 
 /* ---- Coroutine: the gen.coroutine wrapper ------------------------------- */
 
+/* Coroutine and ConvertYielded share one layout and its lifetime slots: a
+ * C callable (vectorcall) over one Python callable, with a __dict__ for
+ * functools.wraps attributes and weak reference support. */
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
-    PyObject *func;
-    PyObject *dict;          /* functools.wraps attributes live here */
+    PyObject *func;          /* what is wrapped */
+    PyObject *dict;
     PyObject *weakreflist;
-} CoroutineObject;
+} WrapperObject;
+
+typedef WrapperObject CoroutineObject;   /* func: the decorated function */
+typedef WrapperObject ConvertObject;     /* func: the singledispatch one */
+
+static int
+wrapper_traverse(WrapperObject *w, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(w));
+    Py_VISIT(w->func);
+    Py_VISIT(w->dict);
+    return 0;
+}
+
+static int
+wrapper_clear(WrapperObject *w)
+{
+    Py_CLEAR(w->func);
+    Py_CLEAR(w->dict);
+    return 0;
+}
+
+static void
+wrapper_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (((WrapperObject *)self)->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    wrapper_clear((WrapperObject *)self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* type(func): one positional argument, which may be anything (as
+ * Tornado, a non-callable fails when called). */
+static PyObject *
+wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds,
+            vectorcallfunc call)
+{
+    PyObject *func;
+    if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) ||
+        !PyArg_UnpackTuple(args, type->tp_name, 1, 1, &func)) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() takes no keyword arguments", type->tp_name);
+        }
+        return NULL;
+    }
+    WrapperObject *w = (WrapperObject *)type->tp_alloc(type, 0);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->vectorcall = call;
+    w->func = Py_NewRef(func);
+    return (PyObject *)w;
+}
+
+static PyGetSetDef Wrapper_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Wrapper_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(WrapperObject, vectorcall),
+     READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(WrapperObject, dict), READONLY,
+     NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(WrapperObject, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
 
 static int
 is_generator(tcg_state *st, PyObject *res)
@@ -1611,52 +1655,11 @@ coroutine_repr(PyObject *self)
                                 ((CoroutineObject *)self)->func);
 }
 
-static int
-coroutine_traverse(CoroutineObject *co, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(co));
-    Py_VISIT(co->func);
-    Py_VISIT(co->dict);
-    return 0;
-}
-
-static int
-coroutine_clear(CoroutineObject *co)
-{
-    Py_CLEAR(co->func);
-    Py_CLEAR(co->dict);
-    return 0;
-}
-
-static void
-coroutine_dealloc(PyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    if (((CoroutineObject *)self)->weakreflist != NULL) {
-        PyObject_ClearWeakRefs(self);
-    }
-    coroutine_clear((CoroutineObject *)self);
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
 /* Coroutine(func): the bare wrapper; gen.coroutine adds functools.wraps
  * attributes and __tornado_coroutine__. */
 static PyObject *
 coroutine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *func;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError,
-                        "Coroutine() takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "Coroutine", 1, 1, &func)) {
-        return NULL;
-    }
-    /* Not checked for being callable: as in Tornado, calling the
-     * coroutine then gives a Future failed with the TypeError. */
     tcg_state *st = tcg_state_from_type(type);
     if (st == NULL) {
         tcg_state_gone();
@@ -1665,13 +1668,7 @@ coroutine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (gen_not_ready(st)) {
         return NULL;
     }
-    CoroutineObject *co = (CoroutineObject *)type->tp_alloc(type, 0);
-    if (co == NULL) {
-        return NULL;
-    }
-    co->vectorcall = coroutine_call;
-    co->func = Py_NewRef(func);
-    return (PyObject *)co;
+    return wrapper_new(type, args, kwds, coroutine_call);
 }
 
 /* Pickled (and copied) by reference, like the function it wraps. */
@@ -1686,32 +1683,17 @@ static PyMethodDef Coroutine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyGetSetDef Coroutine_getset[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyMemberDef Coroutine_members[] = {
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(CoroutineObject, vectorcall),
-     READONLY, NULL},
-    {"__dictoffset__", T_PYSSIZET, offsetof(CoroutineObject, dict), READONLY,
-     NULL},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(CoroutineObject, weakreflist),
-     READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
 static PyType_Slot Coroutine_slots[] = {
     {Py_tp_doc, (void *)"A function decorated with gen.coroutine."},
     {Py_tp_new, coroutine_new},
-    {Py_tp_dealloc, coroutine_dealloc},
-    {Py_tp_traverse, coroutine_traverse},
-    {Py_tp_clear, coroutine_clear},
+    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_traverse, wrapper_traverse},
+    {Py_tp_clear, wrapper_clear},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_descr_get, coroutine_descr_get},
     {Py_tp_repr, coroutine_repr},
-    {Py_tp_getset, Coroutine_getset},
-    {Py_tp_members, Coroutine_members},
+    {Py_tp_getset, Wrapper_getset},
+    {Py_tp_members, Wrapper_members},
     {Py_tp_methods, Coroutine_methods},
     {0, NULL},
 };
@@ -1732,12 +1714,6 @@ static PyType_Spec Coroutine_spec = {
  * .dispatch and .registry work: attribute lookups fall through to it).
  * Registering one of the exact fast-path types (list, dict, NoneType, our
  * Future, asyncio.Future) has no effect; subclasses dispatch normally. */
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyObject *dispatch;      /* the singledispatch function */
-    PyObject *dict;
-} ConvertObject;
 
 static PyObject *
 convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
@@ -1771,7 +1747,7 @@ convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
         }
     }
     PyErr_Clear();   /* gen_not_ready: let the dispatcher say what fails */
-    return PyObject_Vectorcall(cv->dispatch, args, nargsf, kwnames);
+    return PyObject_Vectorcall(cv->func, args, nargsf, kwnames);
 }
 
 static PyObject *
@@ -1782,81 +1758,26 @@ convert_getattro(PyObject *self, PyObject *name)
         return res;
     }
     PyErr_Clear();
-    return PyObject_GetAttr(((ConvertObject *)self)->dispatch, name);
+    return PyObject_GetAttr(((ConvertObject *)self)->func, name);
 }
 
 static PyObject *
 convert_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *dispatch;
-    if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) ||
-        !PyArg_UnpackTuple(args, "ConvertYielded", 1, 1, &dispatch)) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError,
-                            "ConvertYielded takes one positional argument");
-        }
-        return NULL;
-    }
-    ConvertObject *cv = (ConvertObject *)type->tp_alloc(type, 0);
-    if (cv == NULL) {
-        return NULL;
-    }
-    cv->vectorcall = convert_call;
-    cv->dispatch = Py_NewRef(dispatch);
-    return (PyObject *)cv;
+    return wrapper_new(type, args, kwds, convert_call);
 }
-
-static int
-convert_traverse(ConvertObject *cv, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(cv));
-    Py_VISIT(cv->dispatch);
-    Py_VISIT(cv->dict);
-    return 0;
-}
-
-static int
-convert_clear(ConvertObject *cv)
-{
-    Py_CLEAR(cv->dispatch);
-    Py_CLEAR(cv->dict);
-    return 0;
-}
-
-static void
-convert_dealloc(PyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    convert_clear((ConvertObject *)self);
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-static PyGetSetDef Convert_getset[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyMemberDef Convert_members[] = {
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(ConvertObject, vectorcall),
-     READONLY, NULL},
-    {"__dictoffset__", T_PYSSIZET, offsetof(ConvertObject, dict), READONLY,
-     NULL},
-    {NULL, 0, 0, 0, NULL},
-};
 
 static PyType_Slot Convert_slots[] = {
     {Py_tp_doc, (void *)"gen.convert_yielded: C fast paths over a "
                         "singledispatch function."},
     {Py_tp_new, convert_new},
-    {Py_tp_dealloc, convert_dealloc},
-    {Py_tp_traverse, convert_traverse},
-    {Py_tp_clear, convert_clear},
+    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_traverse, wrapper_traverse},
+    {Py_tp_clear, wrapper_clear},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_getattro, convert_getattro},
-    {Py_tp_getset, Convert_getset},
-    {Py_tp_members, Convert_members},
+    {Py_tp_getset, Wrapper_getset},
+    {Py_tp_members, Wrapper_members},
     {0, NULL},
 };
 

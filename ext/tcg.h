@@ -180,6 +180,18 @@ tcg_state_from_cls(PyTypeObject *cls)
 int tcg_check_noargs(const char *name, Py_ssize_t nargs, PyObject *kwnames);
 int tcg_check_onearg(const char *name, Py_ssize_t nargs, PyObject *kwnames);
 
+/* The argument parser of our METH_FASTCALL | METH_KEYWORDS functions that
+ * take more than nothing or one argument (PyArg_ParseTupleAndKeywords
+ * costs more than the call).  `names` lists the n parameters: the first
+ * `posonly` are positional-only, those before `maxpos` may also come
+ * positionally, the rest are keyword-only; the first `required` must be
+ * given.  out[i] is set to the argument for names[i] (borrowed), or left
+ * as the caller initialised it (its default).  0, or -1 with TypeError set,
+ * worded as CPython words it. */
+int tcg_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames, const char *const *names, int n,
+                   int posonly, int maxpos, int required, PyObject **out);
+
 /* Returns a borrowed reference to the running loop, or NULL with no
  * exception set if none runs in this thread, or NULL with an exception. */
 PyObject *tcg_running_loop(tcg_state *st);
