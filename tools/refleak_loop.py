@@ -6,7 +6,7 @@ Tornado's logger, Tornado kwargs callbacks and coroutine results,
 call_soon_threadsafe, futures), measured with ``sys.gettotalrefcount()`` on
 a debug interpreter (else ``sys.getallocatedblocks()``).
 
-    python tests/refleak_loop.py [cycles] [rounds]
+    python tools/refleak_loop.py [cycles] [rounds]
 
 Prints the growth per round after a warm-up round; exits 1 if any round
 after the first grew.

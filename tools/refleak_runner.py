@@ -3,10 +3,10 @@ futures, sub-coroutines, moments, lists, dicts, exceptions, Return,
 cancellation, bad yields), measured with ``sys.gettotalrefcount()`` on a
 debug interpreter (else ``sys.getallocatedblocks()``).
 
-    python tests/refleak_runner.py [cycles] [rounds] [asyncio|tcg|both]
+    python tools/refleak_runner.py [cycles] [rounds] [asyncio|tcg|both]
 
 Prints the growth per round after a warm-up round; exits 1 if any round
-after the first grew.  Also imported by test_gen_memory.py.
+after the first grew.  Also imported by tests/test_gen_memory.py.
 """
 import asyncio
 import gc
@@ -92,6 +92,70 @@ def one_cycle(i):
         return 1
 
     total += yield native()
+    total += yield issue8_paths(i)
+    return total
+
+
+class _Eager(asyncio.Future):
+    # Finishes inside its own add_done_callback (a lost wakeup once).
+    def add_done_callback(self, fn, *, context=None):
+        if not self.done():
+            self.set_result(1)
+        fn(self)
+
+
+class _Keyed(dict):
+    def keys(self):
+        return ["k"]
+
+    def values(self):
+        return [None]
+
+
+_self_list = []
+_self_list.append(_self_list)
+
+
+@gen.coroutine
+def issue8_paths(i):
+    """Paths added by the fixes for issue 8: multi's failure handling,
+    done concurrent futures, dict subclasses, recursion, eager futures and
+    a Runner built from Python."""
+    import concurrent.futures
+    import contextvars
+    loop = asyncio.get_running_loop()
+    total = 0
+    f, g = loop.create_future(), loop.create_future()
+    m = gen.multi([f, g], quiet_exceptions=KeyError)
+    f.set_exception(ValueError(i))
+    g.set_exception(KeyError(i))
+    try:
+        yield m
+    except ValueError:
+        total += 1
+    h = loop.create_future()
+    c = gen.multi([h], quiet_exceptions=5)
+    c.cancel()
+    h.set_exception(ValueError(i))
+    cf = concurrent.futures.Future()
+    cf.set_result(1)
+    total += (yield [cf])[0]
+    total += len((yield _Keyed(a=1)))
+    try:
+        gen.multi(_self_list)
+    except RecursionError:
+        total += 1
+    total += yield _Eager()
+
+    def body():
+        x = yield _Eager()
+        return x
+
+    b = body()
+    result = loop.create_future()
+    gen.Runner(contextvars.copy_context().run, b, result, next(b))
+    total += yield result
+    yield gen.moment   # let the bad quiet_exceptions error reach the loop
     return total
 
 

@@ -9,7 +9,7 @@ after a warm-up and at the end; the script fails if the total grew by more
 than a small fixed slack (interned strings, caches), i.e. if anything leaks
 per round.
 
-Usage: python3.11-dbg tests/refleak_future.py [ROUNDS]
+Usage: python3.11-dbg tools/refleak_future.py [ROUNDS]
 (the extension must be built for that interpreter; see .ci/run)
 """
 import asyncio
