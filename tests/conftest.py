@@ -59,6 +59,41 @@ def loop(request):
     gc.collect()
 
 
+def run(fn, *args, loop_factory=None):
+    """``await fn(*args)`` on a fresh event loop (``loop_factory()``, else
+    asyncio's default kind), set as the thread's loop while it runs, then
+    cancel what is left, shut it down and close it, as asyncio.run does
+    (spelled out so that 3.10 and any loop factory behave the same)."""
+    async def main():
+        return await fn(*args)
+
+    loop = (loop_factory or asyncio.new_event_loop)()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(
+                    asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+@pytest.fixture
+def tcg_loop():
+    """A fresh tornado_cgen loop, closed after the test."""
+    import tornado_cgen
+    loop = tornado_cgen.new_event_loop()
+    yield loop
+    loop.close()
+
+
 def run_briefly(loop, n=1):
     """Run `n` loop iterations."""
     for _ in range(n):

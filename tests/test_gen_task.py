@@ -8,12 +8,7 @@ import pytest
 
 from tornado_cgen import gen
 
-
-def run(fn):
-    async def main():
-        return await fn()
-
-    return asyncio.run(main())
+from conftest import run
 
 
 def later(callback, *args, **kwargs):

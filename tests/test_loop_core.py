@@ -525,3 +525,36 @@ def test_stop_from_other_thread_wakes_loop(loop):
     t.join()
     safety.cancel()
     assert time.monotonic() - t0 < 25
+
+
+# ---- programs that once crashed or lost a call -----------------------------
+
+class TestLoopEdges:
+    def test_nan_time_is_refused(self, tcg_loop):
+        with pytest.raises(ValueError):
+            tcg_loop.call_later(float("nan"), print)
+        with pytest.raises(ValueError):
+            tcg_loop.call_at(float("nan"), print)
+        # Timers keep working (a NaN in the heap used to hide them all).
+        fired = []
+        tcg_loop.call_later(0.001, fired.append, 1)
+        tcg_loop.call_later(0.01, tcg_loop.stop)
+        tcg_loop.run_forever()
+        assert fired == [1]
+
+    def test_infinite_deadline_never_fires(self, tcg_loop):
+        fired = []
+        tcg_loop.call_later(float("inf"), fired.append, "never")
+        tcg_loop.call_later(0.01, tcg_loop.stop)
+        tcg_loop.run_forever()
+        assert fired == []
+
+    def test_bogus_huge_fd_is_refused_without_a_huge_table(self, tcg_loop):
+        import resource
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with pytest.raises(OSError):
+            tcg_loop.add_reader(2 ** 25, print)
+        with pytest.raises(OSError):
+            tcg_loop.add_writer(2 ** 30, print)
+        grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        assert grown_kib < 64 * 1024   # a 2**25-entry table is ~1.5 GiB

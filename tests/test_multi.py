@@ -10,9 +10,7 @@ import logging
 
 import pytest
 
-
-def run(main):
-    return asyncio.run(main())
+from conftest import run
 
 
 def capture_loop_errors(loop):

@@ -1,0 +1,197 @@
+"""The Future (ext/future.c): what is tornado_cgen's own beyond asyncio's
+rules (CPython's Future tests run on it in test_future_conformance.py),
+and programs that once crashed, leaked or lost a call in its C code."""
+import asyncio
+import gc
+import weakref
+
+import pytest
+
+import tornado_cgen
+from tornado_cgen.concurrent import Future
+
+from conftest import run_python
+
+
+@pytest.fixture(params=["tcg", "asyncio"])
+def future_type(request):
+    """Our Future and asyncio's: where both must behave the same."""
+    return Future if request.param == "tcg" else asyncio.Future
+
+
+def test_type_is_immutable(future_type):
+    # The Runner and the await iterator read exact Futures' struct, so
+    # patching a method must not be possible (as on _asyncio.Future).
+    with pytest.raises(TypeError):
+        future_type.result = lambda self: "patched"
+    with pytest.raises(TypeError):
+        future_type.extra = 1
+
+
+def test_subclass_can_override(tcg_loop):
+    class Sub(Future):
+        def result(self):
+            return "sub"
+
+    f = Sub(loop=tcg_loop)
+    f.set_result(1)
+    assert f.result() == "sub"
+
+
+def test_add_done_callback_fn_is_positional_only(future_type, tcg_loop):
+    f = future_type(loop=tcg_loop)
+    with pytest.raises(TypeError):
+        f.add_done_callback(fn=print)
+    with pytest.raises(TypeError):
+        f.add_done_callback()
+    with pytest.raises(TypeError):
+        f.add_done_callback(print, context=None, extra=1)
+    f.add_done_callback(print, context=None)
+    assert f.remove_done_callback(print) == 1
+
+
+@pytest.mark.parametrize("call", [
+    lambda f: f.result(1),
+    lambda f: f.exception(x=1),
+    lambda f: f.set_result(),
+    lambda f: f.set_result(1, 2),
+    lambda f: f.set_exception(),
+    lambda f: f.cancel(1, 2),
+    lambda f: f.cancel(msg=1, other=2),
+    lambda f: f.get_loop(1),
+    lambda f: f.done(1),
+    lambda f: f.cancelled(1),
+])
+def test_bad_arguments_are_type_errors(future_type, tcg_loop, call):
+    f = future_type(loop=tcg_loop)
+    with pytest.raises(TypeError):
+        call(f)
+    assert not f.done()
+
+
+def test_cancel_message_by_keyword(tcg_loop):
+    f = Future(loop=tcg_loop)
+    assert f.cancel(msg="why")
+    with pytest.raises(asyncio.CancelledError, match="why"):
+        f.result()
+
+
+EXIT_PROGRAMS = {
+    "pending future in a cycle": """
+import tornado_cgen
+from tornado_cgen.concurrent import Future
+loop = tornado_cgen.new_event_loop()
+f = Future(loop=loop)
+f.me = f
+""",
+    "done future of a subclass in a cycle": """
+import tornado_cgen
+from tornado_cgen.concurrent import Future
+class Sub(Future):
+    pass
+loop = tornado_cgen.new_event_loop()
+f = Sub(loop=loop)
+f.set_result(f)
+""",
+    "retrieved exception in a cycle, loop in it too": """
+import tornado_cgen
+from tornado_cgen.concurrent import Future
+loop = tornado_cgen.new_event_loop()
+f = Future(loop=loop)
+f.set_exception(ValueError("x"))
+f.exception()
+f.loop_ref = loop
+loop.f = f
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXIT_PROGRAMS))
+def test_interpreter_exit_with_live_futures(name):
+    for options in ((), ("-X", "dev")):
+        proc = run_python(EXIT_PROGRAMS[name], options=options)
+        assert proc.returncode == 0, proc.stderr
+        lines = [line for line in proc.stderr.splitlines()
+                 if "ResourceWarning" not in line
+                 and "unclosed event loop" not in line]
+        assert lines == [], proc.stderr
+
+
+def test_unretrieved_exception_at_exit_reported_like_asyncio():
+    code = """
+import asyncio, sys
+import tornado_cgen
+class H: pass
+loop = (asyncio.new_event_loop() if sys.argv[1] == "asyncio"
+        else tornado_cgen.new_event_loop())
+f = loop.create_future(); f.set_exception(ValueError("x"))
+h = H(); h.h = h; h.f = f
+"""
+    ours = run_python(code, "tcg")
+    ref = run_python(code, "asyncio")
+    assert ours.returncode == ref.returncode == 0
+    assert "Future exception was never retrieved" in ref.stderr
+    assert ours.stderr == ref.stderr
+
+
+# ---- programs that once crashed, leaked or lost a call ----------------------
+
+class TestFutureEdges:
+    def test_callbacks_attribute_is_a_copy(self, tcg_loop):
+        f = Future(loop=tcg_loop)
+        seen = []
+        f.add_done_callback(print)
+        f.add_done_callback(seen.append)
+        f.remove_done_callback(print)     # the rest now lives in a list
+        f._callbacks.append(42)           # must not reach the future
+        f._callbacks.clear()
+        f.set_result(1)
+        tcg_loop.run_until_complete(asyncio.sleep(0))
+        assert seen == [f]
+
+    def test_remove_keeps_callbacks_added_by_eq(self, tcg_loop):
+        f = Future(loop=tcg_loop)
+        late = []
+
+        class AddsOnCompare:
+            def __call__(self, fut):
+                pass
+
+            def __eq__(self, other):
+                f.add_done_callback(lambda fut: late.append("late"))
+                return False
+
+            __hash__ = object.__hash__
+
+        f.add_done_callback(lambda fut: None)
+        f.add_done_callback(AddsOnCompare())
+        assert f.remove_done_callback(print) == 0
+        f.set_result(1)
+        tcg_loop.run_until_complete(asyncio.sleep(0))
+        assert late == ["late"]
+
+    def test_future_resurrected_by_exception_handler_stays_collectable(
+            self, tcg_loop):
+        kept = []
+        tcg_loop.set_exception_handler(lambda loop, ctx: kept.append(ctx["future"]))
+        f = Future(loop=tcg_loop)
+        f.set_exception(ValueError("never retrieved"))
+        del f
+        gc.collect()
+        fut = kept.pop()
+        assert gc.is_tracked(fut)
+
+        class Node:
+            pass
+
+        node = Node()
+        node.fut, fut.node = fut, node    # a cycle through the future
+        ref = weakref.ref(node)
+        del node, fut
+        gc.collect()
+        assert ref() is None
+
+    def test_instance_dict(self, tcg_loop):
+        f = Future(loop=tcg_loop)
+        f.note = "x"
+        assert vars(f) == {"note": "x"}
