@@ -1118,34 +1118,36 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
       PyObject *value, PyObject *exc, PyObject *yielded)
 {
     TCG_ASSERT((value != NULL) + (exc != NULL) + (yielded != NULL) == 1);
+    if (yielded != NULL) {
+        goto resolve;   /* the loop's second half: no test on the hot path */
+    }
     for (;;) {
-        if (yielded == NULL) {
-            /* Strong: the generator runs arbitrary code. */
-            PyObject *gen = Py_NewRef(core->gen);
-            PySendResult sr = gen_resume(st, gen, value, exc, &yielded);
-            Py_DECREF(gen);
-            Py_XDECREF(value);
-            Py_XDECREF(exc);
-            value = exc = NULL;
-            if (sr == PYGEN_RETURN) {
-                return core_finish(st, core, *runner_p, yielded);
-            }
-            if (sr == PYGEN_ERROR) {
-                return core_fail(st, core, *runner_p);
-            }
-            /* The hottest case inline: a finished Future of ours. */
-            if (tcg_Future_CheckExact(st, yielded)) {
-                tcg_FutureObject *f = (tcg_FutureObject *)yielded;
-                if (f->status == TCG_FUT_FINISHED && f->exception == NULL) {
-                    value = Py_NewRef(f->result);
-                    Py_CLEAR(yielded);
-                    continue;
-                }
+        /* Strong: the generator runs arbitrary code. */
+        PyObject *gen = Py_NewRef(core->gen);
+        PySendResult sr = gen_resume(st, gen, value, exc, &yielded);
+        Py_DECREF(gen);
+        Py_XDECREF(value);
+        Py_XDECREF(exc);
+        value = exc = NULL;
+        if (sr == PYGEN_RETURN) {
+            return core_finish(st, core, *runner_p, yielded);
+        }
+        if (sr == PYGEN_ERROR) {
+            return core_fail(st, core, *runner_p);
+        }
+        /* The hottest case inline: a finished Future of ours. */
+        if (tcg_Future_CheckExact(st, yielded)) {
+            tcg_FutureObject *f = (tcg_FutureObject *)yielded;
+            if (f->status == TCG_FUT_FINISHED && f->exception == NULL) {
+                value = Py_NewRef(f->result);
+                Py_DECREF(yielded);
+                continue;
             }
         }
+    resolve:;
         PyObject *out;
         yield_kind k = classify(st, yielded, &out);
-        Py_CLEAR(yielded);
+        Py_DECREF(yielded);
         if (k == Y_SEND) {
             value = out;
             continue;
@@ -1476,14 +1478,26 @@ static PyType_Spec Runner_spec = {
 
 /* Coroutine and ConvertYielded share one layout and its lifetime slots: a
  * C callable (vectorcall) over one Python callable, with a __dict__ for
- * functools.wraps attributes and weak reference support. */
+ * functools.wraps attributes and weak reference support.  A call is a hot
+ * path, so the wrapper keeps the module (and so its state) alive itself
+ * and reads the state from its own field (tcg.h's rule 2). */
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *func;          /* what is wrapped */
+    PyObject *module;        /* strong: st stays valid while we live */
+    tcg_state *st;
     PyObject *dict;
     PyObject *weakreflist;
 } WrapperObject;
+
+/* The wrapper's live state, or NULL with RuntimeError set (exit). */
+static inline tcg_state *
+wrapper_state(PyObject *self)
+{
+    tcg_state *st = ((WrapperObject *)self)->st;
+    return TCG_LIKELY(!st->cleared) ? st : tcg_state_gone();
+}
 
 typedef WrapperObject CoroutineObject;   /* func: the decorated function */
 typedef WrapperObject ConvertObject;     /* func: the singledispatch one */
@@ -1493,6 +1507,7 @@ wrapper_traverse(WrapperObject *w, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(w));
     Py_VISIT(w->func);
+    Py_VISIT(w->module);
     Py_VISIT(w->dict);
     return 0;
 }
@@ -1502,6 +1517,8 @@ wrapper_clear(WrapperObject *w)
 {
     Py_CLEAR(w->func);
     Py_CLEAR(w->dict);
+    /* The module (and `st`) are kept until dealloc: a cleared wrapper may
+     * still be called, and then says the module is gone. */
     return 0;
 }
 
@@ -1514,8 +1531,10 @@ wrapper_dealloc(PyObject *self)
         PyObject_ClearWeakRefs(self);
     }
     wrapper_clear((WrapperObject *)self);
+    PyObject *module = ((WrapperObject *)self)->module;
     tp->tp_free(self);
     Py_DECREF(tp);
+    Py_XDECREF(module);   /* last: the state may go with it */
 }
 
 /* type(func): one positional argument, which may be anything (as
@@ -1524,6 +1543,12 @@ static PyObject *
 wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds,
             vectorcallfunc call)
 {
+    PyObject *module = tcg_module_from_type(type);
+    tcg_state *st = tcg_state_if_live(module);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
     PyObject *func;
     if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) ||
         !PyArg_UnpackTuple(args, type->tp_name, 1, 1, &func)) {
@@ -1539,6 +1564,8 @@ wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds,
     }
     w->vectorcall = call;
     w->func = Py_NewRef(func);
+    w->module = Py_NewRef(module);
+    w->st = st;
     return (PyObject *)w;
 }
 
@@ -1577,9 +1604,8 @@ coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
                PyObject *kwnames)
 {
     CoroutineObject *co = (CoroutineObject *)self;
-    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    tcg_state *st = wrapper_state(self);
     if (st == NULL) {
-        tcg_state_gone();
         return NULL;
     }
     PyObject *fut = result_future_new(st);
@@ -1720,9 +1746,8 @@ convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
              PyObject *kwnames)
 {
     ConvertObject *cv = (ConvertObject *)self;
-    tcg_state *st = tcg_state_from_type(Py_TYPE(self));
+    tcg_state *st = wrapper_state(self);
     if (st == NULL) {
-        tcg_state_gone();
         return NULL;
     }
     if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL &&
