@@ -228,16 +228,11 @@ future_ensure_initialized(tcg_FutureObject *fut)
 
 /* ---- state changes ------------------------------------------------------ */
 
+/* As asyncio's C Future (the one Tornado uses) words it. */
 static PyObject *
 future_invalid_state(tcg_state *st, tcg_FutureObject *fut)
 {
-    static const char *names[] = {"PENDING", "CANCELLED", "FINISHED"};
-    PyObject *r = future_repr(fut);
-    if (r == NULL) {
-        return NULL;
-    }
-    PyErr_Format(st->c.InvalidStateError, "%s: %U", names[fut->status], r);
-    Py_DECREF(r);
+    PyErr_SetString(st->c.InvalidStateError, "invalid state");
     return NULL;
 }
 

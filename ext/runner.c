@@ -492,7 +492,10 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
               PyObject *target, PyObject **out)
 {
     Py_ssize_t n = PyList_GET_SIZE(futs);
-    PyObject *first_exc = NULL;   /* the outcome, when there is no target */
+    /* The outcome, when there is no target, with its traceback as it was
+     * then: a later child failing with the same instance rewrites it
+     * (Tornado has set it on the result by then). */
+    PyObject *first_exc = NULL, *first_tb = NULL;
     PyObject *results = PyList_New(n);
     if (results == NULL) {
         return -1;
@@ -516,6 +519,7 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
         if (taken == 0) {
             if (target == NULL) {
                 first_exc = exc;
+                first_tb = PyException_GetTraceback(exc);
                 continue;
             }
             int rc = result_future_set_exception(st, target, exc);
@@ -548,6 +552,8 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
     }
     if (first_exc != NULL) {
         Py_DECREF(results);
+        PyException_SetTraceback(first_exc, first_tb ? first_tb : Py_None);
+        Py_XDECREF(first_tb);
         restore_exc(first_exc);
         return MULTI_FAILED;
     }
@@ -571,6 +577,7 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
 
 error:
     Py_XDECREF(first_exc);
+    Py_XDECREF(first_tb);
     Py_DECREF(results);
     return -1;
 }

@@ -195,3 +195,18 @@ class TestFutureEdges:
         f = Future(loop=tcg_loop)
         f.note = "x"
         assert vars(f) == {"note": "x"}
+
+
+def test_invalid_state_error_as_asyncio_words_it(tcg_loop):
+    ours = Future(loop=tcg_loop)
+    theirs = asyncio.Future(loop=tcg_loop)
+    for f in (ours, theirs):
+        f.set_result(1)
+    messages = []
+    for f in (ours, theirs):
+        for call in (lambda: f.set_result(2),
+                     lambda: f.set_exception(ValueError())):
+            with pytest.raises(asyncio.InvalidStateError) as info:
+                call()
+            messages.append(str(info.value))
+    assert messages[:2] == messages[2:]

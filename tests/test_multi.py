@@ -7,6 +7,7 @@ oracle) and runs the same code on both.
 import asyncio
 import concurrent.futures
 import logging
+import traceback
 
 import pytest
 
@@ -215,3 +216,39 @@ def test_yield_recursive_list(impl):
             assert c().result() == "caught"
 
     run(main)
+
+
+def test_shared_exception_keeps_the_first_childs_traceback(impl):
+    # Two children failed with one exception instance: the multi fails
+    # with the traceback it had when the first was read, as Tornado's
+    # (which sets it on the result before reading the second).
+    err = ValueError("shared")
+
+    def raiser_one():
+        raise err
+
+    def raiser_two():
+        raise err
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        futs = []
+        for raiser in (raiser_one, raiser_two):
+            f = loop.create_future()
+            try:
+                raiser()
+            except ValueError as e:
+                f.set_exception(e)
+            futs.append(f)
+
+        @impl.gen.coroutine
+        def c():
+            try:
+                yield futs
+            except ValueError as e:
+                return [fr.name for fr in traceback.extract_tb(e.__traceback__)]
+
+        return c().result()
+
+    names = run(main)
+    assert "raiser_one" in names and "raiser_two" not in names, names
