@@ -103,12 +103,15 @@ _NO_RESULT = object()
 
 def chain_future(a, b) -> None:
     """Copy ``a``'s outcome into ``b`` when ``a`` finishes, unless ``b`` is
-    already done (cancelled, typically).  ``a`` may be a
-    ``concurrent.futures.Future``; its outcome then reaches ``b`` on the
-    current IOLoop's thread."""
+    already done (cancelled, typically); a cancelled ``a`` cancels ``b``
+    (Tornado 6.6).  ``a`` may be a ``concurrent.futures.Future``; its
+    outcome then reaches ``b`` on the current IOLoop's thread."""
 
     def copy(a) -> None:
         if b.done():
+            return
+        if a.cancelled():
+            b.cancel()
             return
         if hasattr(a, "exc_info") and a.exc_info() is not None:
             future_set_exc_info(b, a.exc_info())
