@@ -132,6 +132,39 @@ def test_non_awaitable_result_ignored(io, caplog):
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
+def _gen_of(impl):
+    import importlib
+    return importlib.import_module(impl.__name__.rsplit(".", 1)[0] + ".gen")
+
+
+def test_callback_result_goes_through_convert_yielded(io, impl, caplog):
+    """A callback's result (and run_sync's) is converted by gen's
+    convert_yielded, registry included: a registered type is awaited and
+    its failure logged."""
+    gen = _gen_of(impl)
+
+    class Deferredish:
+        def __init__(self, value=None, exc=None):
+            self.value, self.exc = value, exc
+
+    @gen.convert_yielded.register(Deferredish)
+    def _(d):
+        f = asyncio.Future()
+        if d.exc is not None:
+            f.set_exception(d.exc)
+        else:
+            f.set_result(d.value)
+        return f
+
+    io.add_callback(lambda: Deferredish(exc=KeyError("registered")))
+    io.call_later(0.02, io.stop)
+    with caplog.at_level("ERROR", logger=APP_LOG):
+        io.start()
+    assert [r.exc_info[0] for r in caplog.records
+            if r.name == APP_LOG] == [KeyError]
+    assert io.run_sync(lambda: Deferredish(value=5)) == 5
+
+
 def test_add_callback_from_other_thread_wakes_loop(io):
     got = []
 

@@ -32,67 +32,19 @@ import math
 import numbers
 import os
 import random
-import threading
 import warnings
 import weakref
 from asyncio import events
 
-from . import _core
-from .concurrent import Future, chain_future, future_add_done_callback
-from .loop import Loop
+from . import _core, gen
+from . import loop as _loop_layer
+from .concurrent import Future, future_add_done_callback, is_future
+from .loop import Loop, _current_loop
 from .log import app_log
 
 __all__ = ["IOLoop", "PeriodicCallback", "TimeoutError"]
 
 TimeoutError = asyncio.TimeoutError
-
-
-def _policy_loop():
-    """The loop set for this thread (asyncio.set_event_loop), without
-    creating one or warning."""
-    policy = events.get_event_loop_policy()
-    local = getattr(policy, "_local", None)
-    if local is not None and hasattr(local, "_loop"):
-        return local._loop
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return policy.get_event_loop()
-    except RuntimeError:
-        return None
-
-
-def _gen():
-    # tornado_cgen.gen is imported lazily: it imports this module's
-    # neighbours, and is being written alongside this one.
-    from . import gen
-    return gen
-
-
-def _convert_yielded(value):
-    """gen.convert_yielded, or a fallback for futures and awaitables."""
-    try:
-        convert = _gen().convert_yielded
-    except (ImportError, AttributeError):
-        convert = None
-    if convert is not None:
-        return convert(value)
-    if asyncio.isfuture(value) or isinstance(value, concurrent.futures.Future):
-        return value
-    if inspect.isawaitable(value):
-        return asyncio.ensure_future(value)
-    raise _BadYield("yielded unknown object %r" % (value,))
-
-
-def _bad_yield_error():
-    try:
-        return _gen().BadYieldError
-    except (ImportError, AttributeError):
-        return _BadYield
-
-
-class _BadYield(Exception):
-    pass
 
 
 class IOLoop:
@@ -123,11 +75,9 @@ class IOLoop:
         """The IOLoop of the running asyncio loop, else of the thread's
         current loop; with neither, a new IOLoop made current (or None if
         ``instance`` is false)."""
-        loop = events._get_running_loop()
-        if loop is None:
-            loop = _policy_loop()
-            if loop is not None and loop.is_closed():
-                loop = None
+        loop = _current_loop()
+        if loop is not None and loop.is_closed():
+            loop = None
         if loop is None:
             if not instance:
                 return None
@@ -164,7 +114,7 @@ class IOLoop:
 
     def _make_current(self):
         if not getattr(self, "_is_current", False):
-            self._old_asyncio = _policy_loop()
+            self._old_asyncio = _current_loop(running=False)
             self._is_current = True
         asyncio.set_event_loop(self.asyncio_loop)
 
@@ -292,14 +242,13 @@ class IOLoop:
             try:
                 result = func()
                 if result is not None:
-                    result = _convert_yielded(result)
+                    result = gen.convert_yielded(result)
             except Exception as e:
                 fut = Future()
                 fut.set_exception(e)
                 state["future"] = fut
             else:
-                if asyncio.isfuture(result) or isinstance(
-                        result, concurrent.futures.Future):
+                if is_future(result):
                     state["future"] = result
                 else:
                     fut = Future()
@@ -430,8 +379,8 @@ class IOLoop:
         # What _run_callback does with a non-None result: an awaitable is
         # awaited so that its failure is logged; anything else is ignored.
         try:
-            ret = _convert_yielded(ret)
-        except _bad_yield_error():
+            ret = gen.convert_yielded(ret)
+        except gen.BadYieldError:
             return
         self.add_future(ret, self._discard_future_result)
 
@@ -580,3 +529,7 @@ class PeriodicCallback:
         else:
             # The clock went backwards: just move one period on.
             self._next_timeout += period
+
+
+# The layers below this one (loop, concurrent, gen) reach the IOLoop here.
+_loop_layer._ioloop_setup(IOLoop)
