@@ -327,6 +327,18 @@ class TestHelpers:
         assert dst.cancelled()
         assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
+    def test_chain_future_from_a_non_future(self, impl, loop):
+        # Anything but an asyncio-style future goes to
+        # IOLoop.current().add_future, which asserts it is a future.
+        c = impl.concurrent
+
+        async def main():
+            for obj in (5, None, impl.gen.moment):
+                with pytest.raises(AssertionError):
+                    c.chain_future(obj, c.Future())
+
+        loop.run_until_complete(main())
+
     def test_chain_future_from_concurrent_future(self, impl, loop):
         c = impl.concurrent
         src = concurrent.futures.Future()

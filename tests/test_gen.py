@@ -1153,6 +1153,23 @@ def test_with_timeout_logs_late_failure_unless_quiet(impl, caplog):
     assert msgs[0].endswith("after timeout")
 
 
+def test_with_timeout_of_moment_is_an_assertion_error(impl):
+    # None and moment convert to moment, which is no future: Tornado's
+    # chain_future hands it to IOLoop.add_future, whose `assert
+    # is_future(future)` fails (no message).  Ours raised AttributeError.
+    gen = impl.gen
+
+    async def main():
+        for obj in (None, gen.moment):
+            with pytest.raises(AssertionError) as info:
+                gen.with_timeout(datetime.timedelta(seconds=1), obj)
+            assert str(info.value) == ""
+        with pytest.raises(gen.BadYieldError):    # not yieldable at all
+            gen.with_timeout(datetime.timedelta(seconds=1), 5)
+
+    run(main)
+
+
 def test_with_timeout_of_a_cancelled_future(impl, caplog):
     # Tornado 6.6 (chain_future copies cancellation): the result is
     # cancelled at once, nothing raises and nothing is logged; the timeout

@@ -573,6 +573,16 @@ def test_add_future_concurrent(io):
     assert got == [(9, threading.get_ident())]
 
 
+def test_add_future_of_a_non_future_is_an_assertion_error(io, impl):
+    # Tornado: `assert is_future(future)` (no message); ours raised
+    # AttributeError.
+    gen = _gen_of(impl)
+    for obj in (5, None, gen.moment, object()):
+        with pytest.raises(AssertionError) as info:
+            io.add_future(obj, lambda f: None)
+        assert str(info.value) == ""
+
+
 def test_add_future_callback_exception_logged(io, caplog):
     fut = asyncio.Future(loop=io.asyncio_loop)
     fut.set_result(None)

@@ -358,12 +358,15 @@ class IOLoop:
     def add_future(self, future, callback):
         """Schedule ``callback(future)`` on this loop once ``future`` is
         done (never inline)."""
-        if isinstance(future, concurrent.futures.Future):
-            future_add_done_callback(
-                future, lambda f: self.add_callback(callback, f))
-        else:
+        if isinstance(future, (Future, asyncio.Future)):
             future.add_done_callback(
                 lambda f: self._run_callback(functools.partial(callback, f)))
+        else:
+            assert is_future(future)
+            # concurrent.futures.Future: add_callback is thread-safe, so it
+            # may run inline in whichever thread finishes the future.
+            future_add_done_callback(
+                future, lambda f: self.add_callback(callback, f))
 
     def _run_callback(self, callback):
         try:
