@@ -339,9 +339,25 @@ def test_add_handler_twice_is_value_error(io, impl, pair):
     io.remove_handler(a)
 
 
-def test_remove_unknown_handler_is_noop(io, pair):
-    io.remove_handler(pair[0].fileno())
+def test_remove_unknown_handler_is_noop(io, impl, pair):
+    a, b = pair
+    calls = []
+
+    def handler(fd, events):
+        calls.append(events)
+        a.recv(10)
+        io.stop()
+
+    io.remove_handler(a.fileno())       # never added
     io.remove_handler(12345)
+    io.add_handler(a, handler, impl.IOLoop.READ)
+    io.remove_handler(b)                # another fd: a's handler stays
+    b.send(b"x")
+    io.call_later(10, io.stop)
+    io.start()
+    assert calls == [impl.IOLoop.READ]
+    io.remove_handler(a)
+    io.remove_handler(a)                # twice: still nothing
 
 
 def test_update_handler(io, impl, pair):
@@ -382,12 +398,37 @@ def test_close_all_fds(impl, pair):
 
 
 def test_fd_closed_while_handler_registered(io, impl, pair):
+    """Closing a watched fd silences it (epoll forgets a closed file), the
+    loop goes on, and after remove_handler the fd number can be watched
+    again, by a new file that reuses it."""
+    import os
     a, b = pair
-    io.add_handler(a.fileno(), lambda fd, ev: None, impl.IOLoop.READ)
+    calls = []
+    io.add_handler(a.fileno(), lambda fd, ev: calls.append(("old", fd)),
+                   impl.IOLoop.READ)
     fd = a.fileno()
+    c, d = socket.socketpair()          # (made now, so not reusing fd)
+    b.send(b"x")                        # readable, but closed before polled
     a.close()
+    ran = []
+    io.add_callback(ran.append, 1)
     run_then_stop(io, 0.02)
+    assert calls == [] and ran == [1]
     io.remove_handler(fd)
+
+    try:
+        os.dup2(c.fileno(), fd)         # fd is now another socket
+        io.add_handler(fd, lambda fd_, ev: (calls.append(("new", fd_)),
+                                            io.stop()), impl.IOLoop.READ)
+        d.send(b"y")
+        io.call_later(10, io.stop)
+        io.start()
+        assert calls[:1] == [("new", fd)]
+        io.remove_handler(fd)
+    finally:
+        os.close(fd)
+        c.close()
+        d.close()
 
 
 # -- running ------------------------------------------------------------------
