@@ -743,6 +743,59 @@ def test_periodic_coroutine_awaited_before_next_run(io, impl):
     assert max_active[0] == 1
 
 
+def test_periodic_callback_runs_in_a_task(io, impl):
+    """Tornado's PeriodicCallback._run is a coroutine, which the IOLoop
+    runs as a Task: the callback sees a current task, and runs a loop step
+    after its timer (a timer due at the same time, scheduled after it, runs
+    first)."""
+    seen = []
+
+    def cb():
+        seen.append(("periodic", asyncio.current_task() is not None))
+        pc.stop()
+        io.add_callback(io.stop)
+
+    def start():
+        pc.start()
+        io.call_at(pc._next_timeout, seen.append, "timer")
+
+    pc = impl.PeriodicCallback(cb, 10)
+    io.add_callback(start)
+    io.call_later(10, io.stop)
+    io.start()
+    assert seen == ["timer", ("periodic", True)]
+
+
+def test_periodic_callback_keeps_going_after_keyboard_interrupt(io, impl):
+    # The interrupt reaches start()'s caller, and the next run was
+    # scheduled all the same (Tornado's _run reschedules in `finally`).
+    runs = []
+
+    def cb():
+        runs.append(1)
+        if len(runs) == 1:
+            raise KeyboardInterrupt
+        if len(runs) == 3:
+            pc.stop()
+            io.add_callback(io.stop)
+
+    pc = impl.PeriodicCallback(cb, 1)
+    io.add_callback(pc.start)
+    interrupts = 0
+    for _ in range(5):
+        guard = io.call_later(1, io.stop)
+        try:
+            io.start()
+        except KeyboardInterrupt:
+            interrupts += 1
+        else:
+            break               # stopped: by cb, or by the guard
+        finally:
+            io.remove_timeout(guard)
+    assert interrupts >= 1
+    assert len(runs) == 3 and not pc.is_running()
+
+
 def test_timeout_error_is_asyncio_s(impl):
     assert impl.TimeoutError is asyncio.TimeoutError
 

@@ -492,23 +492,16 @@ class PeriodicCallback:
     def is_running(self):
         return self._running
 
-    def _run(self):
-        self._timeout = None
+    async def _run(self):
+        # A coroutine, as Tornado's: the IOLoop runs it as a Task (the
+        # callback sees a current task, a loop step after its timer), and
+        # the next run is scheduled whatever the callback raises.
         if not self._running:
             return
         try:
             val = self.callback()
             if val is not None and inspect.isawaitable(val):
-                # Await it (errors logged) before scheduling the next run.
-                return self._await_then_schedule(val)
-        except Exception:
-            app_log.error("Exception in callback %r", self.callback,
-                          exc_info=True)
-        self._schedule_next()
-
-    async def _await_then_schedule(self, val):
-        try:
-            await val
+                await val
         except Exception:
             app_log.error("Exception in callback %r", self.callback,
                           exc_info=True)
