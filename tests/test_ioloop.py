@@ -796,6 +796,49 @@ def test_periodic_callback_keeps_going_after_keyboard_interrupt(io, impl):
     assert len(runs) == 3 and not pc.is_running()
 
 
+def test_tasks_made_for_the_ioloop_are_kept_alive(io, impl, caplog):
+    """A coroutine handed to the IOLoop (spawn_callback, or through
+    gen.convert_yielded, as with_timeout does) becomes a Task that the
+    IOLoop holds until it finishes: asyncio itself keeps only a weak
+    reference, and a Task waiting on a future nothing else holds would be
+    collected ("Task was destroyed but it is pending!")."""
+    gen = _gen_of(impl)
+    closed = []
+
+    async def forgotten(tag):
+        try:
+            await asyncio.get_running_loop().create_future()
+        except GeneratorExit:
+            closed.append(tag)
+            raise
+
+    async def main():
+        io.spawn_callback(forgotten, "spawned")
+        gen.convert_yielded(forgotten("converted"))
+        gen.with_timeout(datetime.timedelta(seconds=30), forgotten("timed"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+        return [t for t in asyncio.all_tasks()
+                if t is not asyncio.current_task()]
+
+    async def cancel(tasks):
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    gc.collect()                    # no garbage of earlier tests in the log
+    with caplog.at_level("DEBUG"):
+        alive = io.run_sync(main)
+        try:
+            assert closed == []
+            assert [t.get_coro().__name__ for t in alive] == ["forgotten"] * 3
+        finally:
+            io.run_sync(lambda: cancel(alive))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
 def test_timeout_error_is_asyncio_s(impl):
     assert impl.TimeoutError is asyncio.TimeoutError
 

@@ -142,7 +142,13 @@ Runner = _core.Runner
 
 
 def _wrap_awaitable(awaitable: Any) -> "asyncio.Future":
-    return asyncio.ensure_future(awaitable)
+    # A Task that the IOLoop holds until it is done (asyncio holds tasks
+    # only weakly), as Tornado >= 6.4 does.
+    fut = asyncio.ensure_future(awaitable)
+    io_loop = _current_ioloop()
+    io_loop._register_task(fut)
+    fut.add_done_callback(lambda f: io_loop._unregister_task(f))
+    return fut
 
 
 def _wrap_concurrent(future: concurrent.futures.Future) -> "asyncio.Future":
