@@ -339,6 +339,29 @@ def test_add_handler_twice_is_value_error(io, impl, pair):
     io.remove_handler(a)
 
 
+def test_add_handler_that_fails_stays_registered(io, impl):
+    """Tornado records the handler before asking the loop to watch the
+    fd, and does not undo that if the loop refuses (epoll refuses regular
+    files): the fd counts as added until remove_handler."""
+    import os
+    import tempfile
+    fd, path = tempfile.mkstemp()
+    try:
+        with pytest.raises(PermissionError):
+            io.add_handler(fd, lambda fd, ev: None, impl.IOLoop.READ)
+        assert fd in io.handlers
+        with pytest.raises(ValueError, match="fd %d added twice" % fd):
+            io.add_handler(fd, lambda fd, ev: None, impl.IOLoop.READ)
+        io.remove_handler(fd)
+        assert fd not in io.handlers
+        with pytest.raises(PermissionError):
+            io.add_handler(fd, lambda fd, ev: None, impl.IOLoop.READ)
+        io.remove_handler(fd)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def test_remove_unknown_handler_is_noop(io, impl, pair):
     a, b = pair
     calls = []

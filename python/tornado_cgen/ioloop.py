@@ -170,19 +170,15 @@ class IOLoop:
         fd, fileobj = self.split_fd(fd)
         if fd in self.handlers:
             raise ValueError("fd %s added twice" % fd)
+        # Recorded first and kept if the loop refuses the fd, as Tornado
+        # does: the fd counts as added until remove_handler.
         self.handlers[fd] = (fileobj, handler)
-        try:
-            if events & IOLoop.READ:
-                self.asyncio_loop.add_reader(fd, handler, fileobj,
-                                             IOLoop.READ)
-                self._readers.add(fd)
-            if events & IOLoop.WRITE:
-                self.asyncio_loop.add_writer(fd, handler, fileobj,
-                                             IOLoop.WRITE)
-                self._writers.add(fd)
-        except BaseException:
-            self.remove_handler(fd)
-            raise
+        if events & IOLoop.READ:
+            self.asyncio_loop.add_reader(fd, handler, fileobj, IOLoop.READ)
+            self._readers.add(fd)
+        if events & IOLoop.WRITE:
+            self.asyncio_loop.add_writer(fd, handler, fileobj, IOLoop.WRITE)
+            self._writers.add(fd)
 
     def update_handler(self, fd, events):
         fd, fileobj = self.split_fd(fd)
