@@ -334,7 +334,7 @@ class IOLoop:
         if isinstance(deadline, datetime.timedelta):
             return self.call_at(self.time() + deadline.total_seconds(),
                                 callback, *args, **kwargs)
-        raise TypeError("Unsupported deadline %r" % (deadline,))
+        raise TypeError("Unsupported deadline %r" % deadline)  # sic: Tornado's
 
     def call_later(self, delay, callback, *args, **kwargs):
         return self.call_at(self.time() + delay, callback, *args, **kwargs)
@@ -344,8 +344,9 @@ class IOLoop:
         timeout.cancel()
 
     def add_callback_from_signal(self, callback, *args, **kwargs):
+        # No stacklevel, as Tornado: the warning is this module's.
         warnings.warn("add_callback_from_signal is deprecated",
-                      DeprecationWarning, stacklevel=2)
+                      DeprecationWarning)
         self.add_callback(callback, *args, **kwargs)
 
     def spawn_callback(self, callback, *args, **kwargs):
