@@ -24,7 +24,6 @@ wrapper, one per asyncio loop, as Tornado's ``AsyncIOMainLoop`` does; on a
 plain tornado_cgen loop the wrapper still uses the C paths.
 """
 import asyncio
-import concurrent.futures
 import datetime
 import functools
 import inspect

@@ -11,10 +11,11 @@ private hooks the stdlib code expects from a selector loop.
 Scheduling, timers and readiness dispatch never pass through this file.
 
 It is also the bottom of the package's Python layers (``loop`` <-
-``concurrent`` <- ``gen`` <- ``ioloop``; no module imports one above it):
-``_current_loop()`` is the one answer to "which loop is current" for all of
-them, and ``tornado_cgen.ioloop`` registers its ``IOLoop`` here
-(``_ioloop_setup``) for what the layers below need of it, as
+``concurrent`` <- ``gen`` <- ``ioloop``; no module imports one above it).
+``_current_loop()`` is the package's one lookup of "the current loop"
+(``IOLoop.current()`` is built on it), and ``tornado_cgen.ioloop``
+registers its ``IOLoop`` here (``_ioloop_setup``) for the layers below that
+need it (``_current_ioloop()``: chain_future, sleep, with_timeout), as
 ``tornado_cgen.gen`` registers itself with ``_core._gen_setup``.
 """
 import asyncio
