@@ -860,12 +860,12 @@ def test_tasks_made_for_the_ioloop_are_kept_alive(io, impl, caplog):
     gc.collect()                    # no garbage of earlier tests in the log
     with caplog.at_level("DEBUG"):
         alive = io.run_sync(main)
-        try:
-            assert closed == []
-            assert [t.get_coro().__name__ for t in alive] == ["forgotten"] * 3
-        finally:
-            io.run_sync(lambda: cancel(alive))
-    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    try:
+        assert closed == []
+        assert [t.get_coro().__name__ for t in alive] == ["forgotten"] * 3
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    finally:
+        io.run_sync(lambda: cancel(alive))
 
 
 def test_timeout_error_is_asyncio_s(impl):
