@@ -24,6 +24,14 @@ import tornado_cgen.concurrent as tcg_concurrent
 var = contextvars.ContextVar("var", default="unset")
 
 
+def skip_tornado_before_6_6(impl):
+    if impl.name == "tornado":
+        import tornado
+        if tornado.version_info < (6, 6):
+            pytest.skip("Tornado %s does not do this yet (6.6 does)"
+                        % tornado.version)
+
+
 class TestFutureRules:
     def test_result_and_state(self, impl, loop):
         f = impl.concurrent.Future(loop=loop)
@@ -289,6 +297,47 @@ class TestHelpers:
         a.set_result(1)
         run_briefly(loop)
         assert b.cancelled()
+
+    def test_chain_future_copies_cancellation(self, impl, loop, caplog):
+        # Tornado 6.6: a cancelled `a` cancels `b` (before, `b` never
+        # finished; ours raised CancelledError in the copying callback).
+        skip_tornado_before_6_6(impl)
+        c = impl.concurrent
+        a, b = c.Future(loop=loop), c.Future(loop=loop)
+        c.chain_future(a, b)
+        with caplog.at_level(logging.DEBUG):
+            a.cancel()
+            run_briefly(loop)
+        assert b.cancelled()
+
+        # Already cancelled when chained: copied at once.
+        a, b = c.Future(loop=loop), c.Future(loop=loop)
+        a.cancel()
+        c.chain_future(a, b)
+        assert b.cancelled()
+
+        # From a cancelled concurrent.futures.Future, on the loop's thread.
+        src = concurrent.futures.Future()
+        dst = c.Future(loop=loop)
+        c.chain_future(src, dst)
+        with caplog.at_level(logging.DEBUG):
+            assert src.cancel()
+            for _ in range(3):
+                run_briefly(loop)
+        assert dst.cancelled()
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+    def test_chain_future_from_a_non_future(self, impl, loop):
+        # Anything but an asyncio-style future goes to
+        # IOLoop.current().add_future, which asserts it is a future.
+        c = impl.concurrent
+
+        async def main():
+            for obj in (5, None, impl.gen.moment):
+                with pytest.raises(AssertionError):
+                    c.chain_future(obj, c.Future())
+
+        loop.run_until_complete(main())
 
     def test_chain_future_from_concurrent_future(self, impl, loop):
         c = impl.concurrent

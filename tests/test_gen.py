@@ -1153,6 +1153,54 @@ def test_with_timeout_logs_late_failure_unless_quiet(impl, caplog):
     assert msgs[0].endswith("after timeout")
 
 
+def test_with_timeout_of_moment_is_an_assertion_error(impl):
+    # None and moment convert to moment, which is no future: Tornado's
+    # chain_future hands it to IOLoop.add_future, whose `assert
+    # is_future(future)` fails (no message).  Ours raised AttributeError.
+    gen = impl.gen
+
+    async def main():
+        for obj in (None, gen.moment):
+            with pytest.raises(AssertionError) as info:
+                gen.with_timeout(datetime.timedelta(seconds=1), obj)
+            assert str(info.value) == ""
+        with pytest.raises(gen.BadYieldError):    # not yieldable at all
+            gen.with_timeout(datetime.timedelta(seconds=1), 5)
+
+    run(main)
+
+
+def test_with_timeout_of_a_cancelled_future(impl, caplog):
+    # Tornado 6.6 (chain_future copies cancellation): the result is
+    # cancelled at once, nothing raises and nothing is logged; the timeout
+    # never fires.  Ours raised CancelledError from with_timeout itself.
+    if impl.name == "tornado" and _tornado_before_6_6():
+        pytest.skip("Tornado before 6.6 leaves the result pending")
+    gen = impl.gen
+
+    async def main():
+        inner = impl.Future()
+        inner.cancel()
+        result = gen.with_timeout(datetime.timedelta(seconds=0.01), inner)
+        assert result.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            await result
+        await asyncio.sleep(0.03)      # past the deadline: nothing happens
+
+        # Cancelled while waited on: the same, and no TimeoutError later.
+        inner = impl.Future()
+        result = gen.with_timeout(datetime.timedelta(seconds=0.01), inner)
+        asyncio.get_running_loop().call_soon(inner.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await result
+        assert result.cancelled()
+        await asyncio.sleep(0.03)
+
+    with caplog.at_level(logging.DEBUG):
+        run(main)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 def test_with_timeout_bad_deadline(impl):
     gen = impl.gen
 
@@ -1208,6 +1256,38 @@ def test_wait_iterator_kwargs_done_and_async_for(impl):
         return out
 
     assert run(main) == [("x", 1), ("y", 2)]
+
+
+def test_wait_iterator_cancelled_future(impl, caplog):
+    # Tornado 6.6: a future cancelled while next() waits raises
+    # CancelledError to the waiter, then iteration goes on.  Ours logged
+    # "Exception in callback ... CancelledError" and never resolved.
+    if impl.name == "tornado" and _tornado_before_6_6():
+        pytest.skip("Tornado before 6.6 never resolves next() here")
+    gen = impl.gen
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = impl.Future(), impl.Future()
+        it = gen.WaitIterator(a, b)
+        loop.call_soon(a.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(it.next(), 5)
+        assert (it.current_index, it.current_future) == (0, a)
+        loop.call_soon(b.set_result, "b")
+        assert await asyncio.wait_for(it.next(), 5) == "b"
+        assert it.current_index == 1
+        # Cancelled before next() is called: the same.
+        c = impl.Future()
+        c.cancel()
+        it = gen.WaitIterator(c)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(it.next(), 5)
+        assert it.done()
+
+    with caplog.at_level(logging.DEBUG):
+        run(main)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_wait_iterator_duplicates(impl):

@@ -132,6 +132,39 @@ def test_non_awaitable_result_ignored(io, caplog):
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
+def _gen_of(impl):
+    import importlib
+    return importlib.import_module(impl.__name__.rsplit(".", 1)[0] + ".gen")
+
+
+def test_callback_result_goes_through_convert_yielded(io, impl, caplog):
+    """A callback's result (and run_sync's) is converted by gen's
+    convert_yielded, registry included: a registered type is awaited and
+    its failure logged."""
+    gen = _gen_of(impl)
+
+    class Deferredish:
+        def __init__(self, value=None, exc=None):
+            self.value, self.exc = value, exc
+
+    @gen.convert_yielded.register(Deferredish)
+    def _(d):
+        f = asyncio.Future()
+        if d.exc is not None:
+            f.set_exception(d.exc)
+        else:
+            f.set_result(d.value)
+        return f
+
+    io.add_callback(lambda: Deferredish(exc=KeyError("registered")))
+    io.call_later(0.02, io.stop)
+    with caplog.at_level("ERROR", logger=APP_LOG):
+        io.start()
+    assert [r.exc_info[0] for r in caplog.records
+            if r.name == APP_LOG] == [KeyError]
+    assert io.run_sync(lambda: Deferredish(value=5)) == 5
+
+
 def test_add_callback_from_other_thread_wakes_loop(io):
     got = []
 
@@ -169,8 +202,11 @@ def test_add_callback_after_close_is_dropped(io):
 
 def test_add_callback_from_signal_is_deprecated(io):
     got = []
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning) as warned:
         io.add_callback_from_signal(got.append, 1)
+    # Tornado warns without a stacklevel: the warning is the library's,
+    # not the caller's (so the default filters hide it, even in __main__).
+    assert [w.filename for w in warned] != [__file__]
     io.add_callback(io.stop)
     io.start()
     assert got == [1]
@@ -224,8 +260,11 @@ def test_add_timeout_number_and_timedelta(io):
 
 
 def test_add_timeout_bad_deadline(io):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^Unsupported deadline 'soon'$"):
         io.add_timeout("soon", print)
+    # Tornado formats the deadline itself with %, so a 1-tuple shows bare.
+    with pytest.raises(TypeError, match=r"^Unsupported deadline 5$"):
+        io.add_timeout((5,), print)
 
 
 def test_call_later_call_at_kwargs_and_order(io):
@@ -306,9 +345,48 @@ def test_add_handler_twice_is_value_error(io, impl, pair):
     io.remove_handler(a)
 
 
-def test_remove_unknown_handler_is_noop(io, pair):
-    io.remove_handler(pair[0].fileno())
+def test_add_handler_that_fails_stays_registered(io, impl):
+    """Tornado records the handler before asking the loop to watch the
+    fd, and does not undo that if the loop refuses (epoll refuses regular
+    files): the fd counts as added until remove_handler."""
+    import os
+    import tempfile
+    fd, path = tempfile.mkstemp()
+    try:
+        with pytest.raises(PermissionError):
+            io.add_handler(fd, lambda fd, ev: None, impl.IOLoop.READ)
+        assert fd in io.handlers
+        with pytest.raises(ValueError, match="fd %d added twice" % fd):
+            io.add_handler(fd, lambda fd, ev: None, impl.IOLoop.READ)
+        io.remove_handler(fd)
+        assert fd not in io.handlers
+        with pytest.raises(PermissionError):
+            io.add_handler(fd, lambda fd, ev: None, impl.IOLoop.READ)
+        io.remove_handler(fd)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def test_remove_unknown_handler_is_noop(io, impl, pair):
+    a, b = pair
+    calls = []
+
+    def handler(fd, events):
+        calls.append(events)
+        a.recv(10)
+        io.stop()
+
+    io.remove_handler(a.fileno())       # never added
     io.remove_handler(12345)
+    io.add_handler(a, handler, impl.IOLoop.READ)
+    io.remove_handler(b)                # another fd: a's handler stays
+    b.send(b"x")
+    io.call_later(10, io.stop)
+    io.start()
+    assert calls == [impl.IOLoop.READ]
+    io.remove_handler(a)
+    io.remove_handler(a)                # twice: still nothing
 
 
 def test_update_handler(io, impl, pair):
@@ -349,12 +427,37 @@ def test_close_all_fds(impl, pair):
 
 
 def test_fd_closed_while_handler_registered(io, impl, pair):
+    """Closing a watched fd silences it (epoll forgets a closed file), the
+    loop goes on, and after remove_handler the fd number can be watched
+    again, by a new file that reuses it."""
+    import os
     a, b = pair
-    io.add_handler(a.fileno(), lambda fd, ev: None, impl.IOLoop.READ)
+    calls = []
+    io.add_handler(a.fileno(), lambda fd, ev: calls.append(("old", fd)),
+                   impl.IOLoop.READ)
     fd = a.fileno()
+    c, d = socket.socketpair()          # (made now, so not reusing fd)
+    b.send(b"x")                        # readable, but closed before polled
     a.close()
+    ran = []
+    io.add_callback(ran.append, 1)
     run_then_stop(io, 0.02)
+    assert calls == [] and ran == [1]
     io.remove_handler(fd)
+
+    try:
+        os.dup2(c.fileno(), fd)         # fd is now another socket
+        io.add_handler(fd, lambda fd_, ev: (calls.append(("new", fd_)),
+                                            io.stop()), impl.IOLoop.READ)
+        d.send(b"y")
+        io.call_later(10, io.stop)
+        io.start()
+        assert calls[:1] == [("new", fd)]
+        io.remove_handler(fd)
+    finally:
+        os.close(fd)
+        c.close()
+        d.close()
 
 
 # -- running ------------------------------------------------------------------
@@ -540,6 +643,16 @@ def test_add_future_concurrent(io):
     assert got == [(9, threading.get_ident())]
 
 
+def test_add_future_of_a_non_future_is_an_assertion_error(io, impl):
+    # Tornado: `assert is_future(future)` (no message); ours raised
+    # AttributeError.
+    gen = _gen_of(impl)
+    for obj in (5, None, gen.moment, object()):
+        with pytest.raises(AssertionError) as info:
+            io.add_future(obj, lambda f: None)
+        assert str(info.value) == ""
+
+
 def test_add_future_callback_exception_logged(io, caplog):
     fut = asyncio.Future(loop=io.asyncio_loop)
     fut.set_result(None)
@@ -657,6 +770,102 @@ def test_periodic_coroutine_awaited_before_next_run(io, impl):
     io.start()
     assert len(runs) == 3
     assert max_active[0] == 1
+
+
+def test_periodic_callback_runs_in_a_task(io, impl):
+    """Tornado's PeriodicCallback._run is a coroutine, which the IOLoop
+    runs as a Task: the callback sees a current task, and runs a loop step
+    after its timer (a timer due at the same time, scheduled after it, runs
+    first)."""
+    seen = []
+
+    def cb():
+        seen.append(("periodic", asyncio.current_task() is not None))
+        pc.stop()
+        io.add_callback(io.stop)
+
+    def start():
+        pc.start()
+        io.call_at(pc._next_timeout, seen.append, "timer")
+
+    pc = impl.PeriodicCallback(cb, 10)
+    io.add_callback(start)
+    io.call_later(10, io.stop)
+    io.start()
+    assert seen == ["timer", ("periodic", True)]
+
+
+def test_periodic_callback_keeps_going_after_keyboard_interrupt(io, impl):
+    # The interrupt reaches start()'s caller, and the next run was
+    # scheduled all the same (Tornado's _run reschedules in `finally`).
+    runs = []
+
+    def cb():
+        runs.append(1)
+        if len(runs) == 1:
+            raise KeyboardInterrupt
+        if len(runs) == 3:
+            pc.stop()
+            io.add_callback(io.stop)
+
+    pc = impl.PeriodicCallback(cb, 1)
+    io.add_callback(pc.start)
+    interrupts = 0
+    for _ in range(5):
+        guard = io.call_later(1, io.stop)
+        try:
+            io.start()
+        except KeyboardInterrupt:
+            interrupts += 1
+        else:
+            break               # stopped: by cb, or by the guard
+        finally:
+            io.remove_timeout(guard)
+    assert interrupts >= 1
+    assert len(runs) == 3 and not pc.is_running()
+
+
+def test_tasks_made_for_the_ioloop_are_kept_alive(io, impl, caplog):
+    """A coroutine handed to the IOLoop (spawn_callback, or through
+    gen.convert_yielded, as with_timeout does) becomes a Task that the
+    IOLoop holds until it finishes: asyncio itself keeps only a weak
+    reference, and a Task waiting on a future nothing else holds would be
+    collected ("Task was destroyed but it is pending!")."""
+    gen = _gen_of(impl)
+    closed = []
+
+    async def forgotten(tag):
+        try:
+            await asyncio.get_running_loop().create_future()
+        except GeneratorExit:
+            closed.append(tag)
+            raise
+
+    async def main():
+        io.spawn_callback(forgotten, "spawned")
+        gen.convert_yielded(forgotten("converted"))
+        gen.with_timeout(datetime.timedelta(seconds=30), forgotten("timed"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+        return [t for t in asyncio.all_tasks()
+                if t is not asyncio.current_task()]
+
+    async def cancel(tasks):
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    gc.collect()                    # no garbage of earlier tests in the log
+    with caplog.at_level("DEBUG"):
+        alive = io.run_sync(main)
+    try:
+        assert closed == []
+        assert [t.get_coro().__name__ for t in alive] == ["forgotten"] * 3
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    finally:
+        io.run_sync(lambda: cancel(alive))
 
 
 def test_timeout_error_is_asyncio_s(impl):

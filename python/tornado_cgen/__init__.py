@@ -11,6 +11,11 @@ from . import _core  # noqa: F401  (fails loudly if the extension is missing)
 
 from .loop import EventLoopPolicy, new_event_loop, run  # noqa: E402
 
+# The top layer: importing it registers the IOLoop with the layers below
+# (loop, concurrent, gen), so whichever module a program imports, the whole
+# package is in place before its first call.
+from . import ioloop  # noqa: E402,F401
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "new_event_loop", "EventLoopPolicy", "run"]

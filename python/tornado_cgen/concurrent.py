@@ -12,6 +12,7 @@ import sys
 import types
 from typing import Any, Callable, Optional, Tuple
 
+from . import loop as _loop_layer
 from ._core import Future
 from .log import app_log
 
@@ -103,12 +104,15 @@ _NO_RESULT = object()
 
 def chain_future(a, b) -> None:
     """Copy ``a``'s outcome into ``b`` when ``a`` finishes, unless ``b`` is
-    already done (cancelled, typically).  ``a`` may be a
-    ``concurrent.futures.Future``; its outcome then reaches ``b`` on the
-    current IOLoop's thread."""
+    already done (cancelled, typically); a cancelled ``a`` cancels ``b``
+    (Tornado 6.6).  ``a`` may be a ``concurrent.futures.Future``; its
+    outcome then reaches ``b`` on the current IOLoop's thread."""
 
     def copy(a) -> None:
         if b.done():
+            return
+        if a.cancelled():
+            b.cancel()
             return
         if hasattr(a, "exc_info") and a.exc_info() is not None:
             future_set_exc_info(b, a.exc_info())
@@ -122,25 +126,10 @@ def chain_future(a, b) -> None:
     if isinstance(a, (Future, asyncio.Future)):
         future_add_done_callback(a, copy)
     else:
-        # concurrent.futures.Future: its callbacks run on the executor's
-        # thread, so hop to the current loop's thread first (Tornado does
-        # this through IOLoop.current().add_future).
-        loop = _current_loop()
-
-        def hop(a) -> None:
-            try:
-                loop.call_soon_threadsafe(copy, a)
-            except RuntimeError:
-                pass  # the loop was closed: as IOLoop.add_callback, drop it
-
-        a.add_done_callback(hop)
-
-
-def _current_loop() -> asyncio.AbstractEventLoop:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.get_event_loop_policy().get_event_loop()
+        # concurrent.futures.Future, whose callbacks run on the executor's
+        # thread: IOLoop.add_future brings the copy to the loop's thread
+        # (and refuses anything that is no future).
+        _loop_layer._current_ioloop().add_future(a, copy)
 
 
 def future_set_result_unless_cancelled(future, value: Any) -> None:

@@ -15,20 +15,23 @@ Semantics are Tornado 6.6's (plus ``Task``/``Arguments`` from Tornado 4):
 * a cancelled future that the coroutine waits on throws ``CancelledError``
   into it; if that escapes, the coroutine's Future is cancelled.
 
-Timers (``sleep``, ``with_timeout``) use the running asyncio loop, so these
-work on ``tornado_cgen``'s loop and on any other (the default one, uvloop).
+Timers (``sleep``, ``with_timeout``) are ``IOLoop.current()``'s, as in
+Tornado: they work on ``tornado_cgen``'s loop and on any other asyncio loop
+(the default one, uvloop), with Tornado's callback rules on each.  This
+module sits below ``tornado_cgen.ioloop`` and reaches the IOLoop through
+``tornado_cgen.loop``'s registration, not an import.
 """
 import asyncio
 import collections
 import concurrent.futures
 import datetime
 import functools
-import numbers
 import sys
 from inspect import isawaitable
 from typing import Any, Callable
 
 from . import _core
+from .loop import _current_ioloop
 from .concurrent import (
     Future,
     chain_future,
@@ -139,7 +142,13 @@ Runner = _core.Runner
 
 
 def _wrap_awaitable(awaitable: Any) -> "asyncio.Future":
-    return asyncio.ensure_future(awaitable)
+    # A Task that the IOLoop holds until it is done (asyncio holds tasks
+    # only weakly), as Tornado >= 6.4 does.
+    fut = asyncio.ensure_future(awaitable)
+    io_loop = _current_ioloop()
+    io_loop._register_task(fut)
+    fut.add_done_callback(lambda f: io_loop._unregister_task(f))
+    return fut
 
 
 def _wrap_concurrent(future: concurrent.futures.Future) -> "asyncio.Future":
@@ -207,18 +216,11 @@ def maybe_future(x: Any) -> Any:
 # ---- timers ----------------------------------------------------------------
 
 
-def _loop() -> asyncio.AbstractEventLoop:
-    # IOLoop.current(): the running loop, else the thread's current one.
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.get_event_loop_policy().get_event_loop()
-
-
 def sleep(duration: float) -> Future:
     """A Future that resolves (to None) after ``duration`` seconds."""
     f = Future()
-    _loop().call_later(duration, future_set_result_unless_cancelled, f, None)
+    _current_ioloop().call_later(
+        duration, lambda: future_set_result_unless_cancelled(f, None))
     return f
 
 
@@ -230,19 +232,21 @@ def with_timeout(
     message: "str | Callable[[], str] | None" = None,
 ) -> Future:
     """A Future with ``future``'s outcome, or ``TimeoutError`` once
-    ``timeout`` passes: an absolute loop time (``loop.time()``, the
-    ``IOLoop.time()`` clock) or a ``datetime.timedelta`` from now.
+    ``timeout`` passes: anything ``IOLoop.add_timeout`` takes (an absolute
+    ``IOLoop.time()`` or a ``datetime.timedelta`` from now).  ``message``
+    (a string, or a callable called only on timeout) is the error's
+    message.
 
-    ``future`` itself is not cancelled on timeout; if it fails later its
-    exception is logged ("Exception in Future %r after timeout") unless it
-    is an instance of ``quiet_exceptions`` (``CancelledError`` always is).
+    ``future`` (any yieldable) is not cancelled on timeout; if it fails
+    later its exception is logged ("Exception in Future %r after timeout")
+    unless it is an instance of ``quiet_exceptions`` or a
+    ``CancelledError``.  The timer is the current IOLoop's, so whatever it
+    raises is logged as an IOLoop callback's is, on any loop.
     """
     converted = convert_yielded(future)
-    if isinstance(converted, concurrent.futures.Future):
-        converted = asyncio.wrap_future(converted)
     result = Future()
     chain_future(converted, result)
-    loop = _loop()
+    io_loop = _current_ioloop()
 
     def error_callback(f: Any) -> None:
         try:
@@ -264,15 +268,17 @@ def with_timeout(
             else:
                 msg = message
             result.set_exception(TimeoutError(msg))
+        # Should the wrapped future fail later, log it.
         future_add_done_callback(converted, error_callback)
 
-    if isinstance(timeout, numbers.Real):
-        handle = loop.call_at(timeout, timeout_callback)
-    elif isinstance(timeout, datetime.timedelta):
-        handle = loop.call_later(timeout.total_seconds(), timeout_callback)
+    handle = io_loop.add_timeout(timeout, timeout_callback)
+    if isinstance(converted, (Future, asyncio.Future)):
+        future_add_done_callback(
+            converted, lambda f: io_loop.remove_timeout(handle))
     else:
-        raise TypeError("Unsupported deadline %r" % (timeout,))
-    future_add_done_callback(converted, lambda f: handle.cancel())
+        # A concurrent.futures.Future finishes on another thread: back to
+        # the loop's first.
+        io_loop.add_future(converted, lambda f: io_loop.remove_timeout(handle))
     return result
 
 

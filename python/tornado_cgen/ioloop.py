@@ -24,7 +24,6 @@ wrapper, one per asyncio loop, as Tornado's ``AsyncIOMainLoop`` does; on a
 plain tornado_cgen loop the wrapper still uses the C paths.
 """
 import asyncio
-import concurrent.futures
 import datetime
 import functools
 import inspect
@@ -32,67 +31,19 @@ import math
 import numbers
 import os
 import random
-import threading
 import warnings
 import weakref
 from asyncio import events
 
-from . import _core
-from .concurrent import Future, chain_future, future_add_done_callback
-from .loop import Loop
+from . import _core, gen
+from . import loop as _loop_layer
+from .concurrent import Future, future_add_done_callback, is_future
+from .loop import Loop, _current_loop
 from .log import app_log
 
 __all__ = ["IOLoop", "PeriodicCallback", "TimeoutError"]
 
 TimeoutError = asyncio.TimeoutError
-
-
-def _policy_loop():
-    """The loop set for this thread (asyncio.set_event_loop), without
-    creating one or warning."""
-    policy = events.get_event_loop_policy()
-    local = getattr(policy, "_local", None)
-    if local is not None and hasattr(local, "_loop"):
-        return local._loop
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return policy.get_event_loop()
-    except RuntimeError:
-        return None
-
-
-def _gen():
-    # tornado_cgen.gen is imported lazily: it imports this module's
-    # neighbours, and is being written alongside this one.
-    from . import gen
-    return gen
-
-
-def _convert_yielded(value):
-    """gen.convert_yielded, or a fallback for futures and awaitables."""
-    try:
-        convert = _gen().convert_yielded
-    except (ImportError, AttributeError):
-        convert = None
-    if convert is not None:
-        return convert(value)
-    if asyncio.isfuture(value) or isinstance(value, concurrent.futures.Future):
-        return value
-    if inspect.isawaitable(value):
-        return asyncio.ensure_future(value)
-    raise _BadYield("yielded unknown object %r" % (value,))
-
-
-def _bad_yield_error():
-    try:
-        return _gen().BadYieldError
-    except (ImportError, AttributeError):
-        return _BadYield
-
-
-class _BadYield(Exception):
-    pass
 
 
 class IOLoop:
@@ -123,11 +74,9 @@ class IOLoop:
         """The IOLoop of the running asyncio loop, else of the thread's
         current loop; with neither, a new IOLoop made current (or None if
         ``instance`` is false)."""
-        loop = events._get_running_loop()
-        if loop is None:
-            loop = _policy_loop()
-            if loop is not None and loop.is_closed():
-                loop = None
+        loop = _current_loop()
+        if loop is not None and loop.is_closed():
+            loop = None
         if loop is None:
             if not instance:
                 return None
@@ -164,7 +113,7 @@ class IOLoop:
 
     def _make_current(self):
         if not getattr(self, "_is_current", False):
-            self._old_asyncio = _policy_loop()
+            self._old_asyncio = _current_loop(running=False)
             self._is_current = True
         asyncio.set_event_loop(self.asyncio_loop)
 
@@ -220,19 +169,15 @@ class IOLoop:
         fd, fileobj = self.split_fd(fd)
         if fd in self.handlers:
             raise ValueError("fd %s added twice" % fd)
+        # Recorded first and kept if the loop refuses the fd, as Tornado
+        # does: the fd counts as added until remove_handler.
         self.handlers[fd] = (fileobj, handler)
-        try:
-            if events & IOLoop.READ:
-                self.asyncio_loop.add_reader(fd, handler, fileobj,
-                                             IOLoop.READ)
-                self._readers.add(fd)
-            if events & IOLoop.WRITE:
-                self.asyncio_loop.add_writer(fd, handler, fileobj,
-                                             IOLoop.WRITE)
-                self._writers.add(fd)
-        except BaseException:
-            self.remove_handler(fd)
-            raise
+        if events & IOLoop.READ:
+            self.asyncio_loop.add_reader(fd, handler, fileobj, IOLoop.READ)
+            self._readers.add(fd)
+        if events & IOLoop.WRITE:
+            self.asyncio_loop.add_writer(fd, handler, fileobj, IOLoop.WRITE)
+            self._writers.add(fd)
 
     def update_handler(self, fd, events):
         fd, fileobj = self.split_fd(fd)
@@ -292,14 +237,13 @@ class IOLoop:
             try:
                 result = func()
                 if result is not None:
-                    result = _convert_yielded(result)
+                    result = gen.convert_yielded(result)
             except Exception as e:
                 fut = Future()
                 fut.set_exception(e)
                 state["future"] = fut
             else:
-                if asyncio.isfuture(result) or isinstance(
-                        result, concurrent.futures.Future):
+                if is_future(result):
                     state["future"] = result
                 else:
                     fut = Future()
@@ -389,7 +333,7 @@ class IOLoop:
         if isinstance(deadline, datetime.timedelta):
             return self.call_at(self.time() + deadline.total_seconds(),
                                 callback, *args, **kwargs)
-        raise TypeError("Unsupported deadline %r" % (deadline,))
+        raise TypeError("Unsupported deadline %r" % deadline)  # sic: Tornado's
 
     def call_later(self, delay, callback, *args, **kwargs):
         return self.call_at(self.time() + delay, callback, *args, **kwargs)
@@ -399,8 +343,9 @@ class IOLoop:
         timeout.cancel()
 
     def add_callback_from_signal(self, callback, *args, **kwargs):
+        # No stacklevel, as Tornado: the warning is this module's.
         warnings.warn("add_callback_from_signal is deprecated",
-                      DeprecationWarning, stacklevel=2)
+                      DeprecationWarning)
         self.add_callback(callback, *args, **kwargs)
 
     def spawn_callback(self, callback, *args, **kwargs):
@@ -409,12 +354,15 @@ class IOLoop:
     def add_future(self, future, callback):
         """Schedule ``callback(future)`` on this loop once ``future`` is
         done (never inline)."""
-        if isinstance(future, concurrent.futures.Future):
-            future_add_done_callback(
-                future, lambda f: self.add_callback(callback, f))
-        else:
+        if isinstance(future, (Future, asyncio.Future)):
             future.add_done_callback(
                 lambda f: self._run_callback(functools.partial(callback, f)))
+        else:
+            assert is_future(future)
+            # concurrent.futures.Future: add_callback is thread-safe, so it
+            # may run inline in whichever thread finishes the future.
+            future_add_done_callback(
+                future, lambda f: self.add_callback(callback, f))
 
     def _run_callback(self, callback):
         try:
@@ -430,8 +378,8 @@ class IOLoop:
         # What _run_callback does with a non-None result: an awaitable is
         # awaited so that its failure is logged; anything else is ignored.
         try:
-            ret = _convert_yielded(ret)
-        except _bad_yield_error():
+            ret = gen.convert_yielded(ret)
+        except gen.BadYieldError:
             return
         self.add_future(ret, self._discard_future_result)
 
@@ -540,23 +488,16 @@ class PeriodicCallback:
     def is_running(self):
         return self._running
 
-    def _run(self):
-        self._timeout = None
+    async def _run(self):
+        # A coroutine, as Tornado's: the IOLoop runs it as a Task (the
+        # callback sees a current task, a loop step after its timer), and
+        # the next run is scheduled whatever the callback raises.
         if not self._running:
             return
         try:
             val = self.callback()
             if val is not None and inspect.isawaitable(val):
-                # Await it (errors logged) before scheduling the next run.
-                return self._await_then_schedule(val)
-        except Exception:
-            app_log.error("Exception in callback %r", self.callback,
-                          exc_info=True)
-        self._schedule_next()
-
-    async def _await_then_schedule(self, val):
-        try:
-            await val
+                await val
         except Exception:
             app_log.error("Exception in callback %r", self.callback,
                           exc_info=True)
@@ -580,3 +521,7 @@ class PeriodicCallback:
         else:
             # The clock went backwards: just move one period on.
             self._next_timeout += period
+
+
+# The layers below this one (loop, concurrent, gen) reach the IOLoop here.
+_loop_layer._ioloop_setup(IOLoop)

@@ -9,12 +9,21 @@ cold glue: once-per-run setup around the C loop, closing, and the few
 private hooks the stdlib code expects from a selector loop.
 
 Scheduling, timers and readiness dispatch never pass through this file.
+
+It is also the bottom of the package's Python layers (``loop`` <-
+``concurrent`` <- ``gen`` <- ``ioloop``; no module imports one above it).
+``_current_loop()`` is the package's one lookup of "the current loop"
+(``IOLoop.current()`` is built on it), and ``tornado_cgen.ioloop``
+registers its ``IOLoop`` here (``_ioloop_setup``) for the layers below that
+need it (``_current_ioloop()``: chain_future, sleep, with_timeout), as
+``tornado_cgen.gen`` registers itself with ``_core._gen_setup``.
 """
 import asyncio
 import collections
 import selectors
 import sys
 import threading
+import warnings
 import weakref
 from asyncio import base_events, events, selector_events, unix_events
 
@@ -169,9 +178,8 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
     def _tornado_callback_result(self, ret):
         # A Tornado-style handle (scheduled through IOLoop.current()'s
         # wrapper of this loop) returned ``ret``: IOLoop._run_callback's
-        # rules apply.
-        from .ioloop import IOLoop
-        IOLoop._for_asyncio(self)._tornado_callback_result(ret)
+        # rules apply.  (An IOLoop that is this loop overrides this.)
+        _registered_ioloop()._for_asyncio(self)._tornado_callback_result(ret)
 
     # -- closing -----------------------------------------------------------
 
@@ -205,6 +213,51 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
 
     def _timer_handle_cancelled(self, handle):
         pass
+
+
+# -- the current loop, and the IOLoop above this layer --------------------
+
+def _current_loop(running=True):
+    """The running loop (unless ``running`` is false), else the loop set
+    for this thread (``asyncio.set_event_loop``), else None.  Unlike
+    ``asyncio.get_event_loop()`` it never creates a loop or warns."""
+    if running:
+        loop = events._get_running_loop()
+        if loop is not None:
+            return loop
+    policy = events.get_event_loop_policy()
+    local = getattr(policy, "_local", None)
+    if local is not None and hasattr(local, "_loop"):
+        return local._loop    # the stdlib's policies (uvloop's too)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return policy.get_event_loop()
+    except RuntimeError:
+        return None
+
+
+_IOLoop = None
+
+
+def _ioloop_setup(ioloop_class):
+    """Used once by tornado_cgen.ioloop: register its IOLoop class."""
+    global _IOLoop
+    _IOLoop = ioloop_class
+
+
+def _registered_ioloop():
+    # The package imports tornado_cgen.ioloop, so this is set before any
+    # program code runs.
+    if _IOLoop is None:
+        raise RuntimeError("tornado_cgen.ioloop has not registered its "
+                           "IOLoop (import tornado_cgen first)")
+    return _IOLoop
+
+
+def _current_ioloop():
+    """``IOLoop.current()``, for the modules below tornado_cgen.ioloop."""
+    return _registered_ioloop().current()
 
 
 def new_event_loop():
