@@ -349,39 +349,20 @@ wrap_if_concurrent(tcg_state *st, PyObject *f)
     return Py_NewRef(f);
 }
 
-/* `yield native_coroutine` on a running loop: loop.create_task(coro), in
- * the current (the coroutine's) context.  Returns NULL without an
- * exception when no loop runs: the caller then asks convert_yielded. */
-static PyObject *
-wrap_native_coroutine(tcg_state *st, PyObject *coro)
-{
-    PyObject *loop = tcg_running_loop(st);
-    if (loop == NULL) {
-        return NULL;
-    }
-    Py_INCREF(loop);
-    PyObject *task = call_method1(loop, st->run.str_create_task, coro);
-    Py_DECREF(loop);
-    return task;
-}
-
 /* What gen.convert_yielded makes of `y`, for anything that is not on a
  * fast path, made ready to wait on.  New reference or NULL. */
 static PyObject *
 convert_slow(tcg_state *st, PyObject *y)
 {
-    PyObject *conv = NULL;
-    if (PyCoro_CheckExact(y)) {
-        conv = wrap_native_coroutine(st, y);
-        if (conv == NULL && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
+    /* A native coroutine: what convert_yielded's default does with it,
+     * without the dispatch (gen._wrap_awaitable: a Task made in the
+     * current context, which is the coroutine's, and held by the IOLoop
+     * until done, as Tornado holds it). */
+    PyObject *conv = PyObject_CallOneArg(PyCoro_CheckExact(y)
+                                             ? st->run.wrap_awaitable
+                                             : st->run.convert_yielded, y);
     if (conv == NULL) {
-        conv = PyObject_CallOneArg(st->run.convert_yielded, y);
-        if (conv == NULL) {
-            return NULL;
-        }
+        return NULL;
     }
     PyObject *res = wrap_if_concurrent(st, conv);
     Py_DECREF(conv);
@@ -1824,13 +1805,14 @@ static PyType_Spec Convert_spec = {
 /* ---- module functions --------------------------------------------------- */
 
 /* _gen_setup(Return, moment, null_future, convert_yielded,
- *            wrap_concurrent): tornado_cgen.gen hands over its objects. */
+ *            wrap_concurrent, wrap_awaitable): tornado_cgen.gen hands
+ *            over its objects. */
 static PyObject *
 gen_setup(PyObject *module, PyObject *args)
 {
-    PyObject *ret, *moment, *null_future, *convert, *wrap;
-    if (!PyArg_UnpackTuple(args, "_gen_setup", 5, 5, &ret, &moment,
-                           &null_future, &convert, &wrap)) {
+    PyObject *ret, *moment, *null_future, *convert, *wrap, *wrap_aw;
+    if (!PyArg_UnpackTuple(args, "_gen_setup", 6, 6, &ret, &moment,
+                           &null_future, &convert, &wrap, &wrap_aw)) {
         return NULL;
     }
     tcg_state *st = tcg_state_from_module(module);
@@ -1839,6 +1821,7 @@ gen_setup(PyObject *module, PyObject *args)
     Py_XSETREF(st->run.null_future, Py_NewRef(null_future));
     Py_XSETREF(st->run.convert_yielded, Py_NewRef(convert));
     Py_XSETREF(st->run.wrap_concurrent, Py_NewRef(wrap));
+    Py_XSETREF(st->run.wrap_awaitable, Py_NewRef(wrap_aw));
     Py_RETURN_NONE;
 }
 
@@ -1929,7 +1912,6 @@ tcg_runner_exec(PyObject *m, tcg_state *st)
     RUN_INTERN(str_add_done_callback, "add_done_callback");
     RUN_INTERN(str_remove_done_callback, "remove_done_callback");
     RUN_INTERN(str_value, "value");
-    RUN_INTERN(str_create_task, "create_task");
     RUN_INTERN(str_keys, "keys");
     RUN_INTERN(str_values, "values");
     return PyModule_AddFunctions(m, runner_functions);
@@ -1948,6 +1930,7 @@ tcg_runner_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(rs->null_future);
     Py_VISIT(rs->convert_yielded);
     Py_VISIT(rs->wrap_concurrent);
+    Py_VISIT(rs->wrap_awaitable);
     Py_VISIT(rs->future_factory);
     Py_VISIT(rs->GeneratorABC);
     Py_VISIT(rs->AioFutureType);
@@ -1969,6 +1952,7 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->null_future);
     Py_CLEAR(rs->convert_yielded);
     Py_CLEAR(rs->wrap_concurrent);
+    Py_CLEAR(rs->wrap_awaitable);
     Py_CLEAR(rs->future_factory);
     Py_CLEAR(rs->GeneratorABC);
     Py_CLEAR(rs->AioFutureType);
@@ -1984,7 +1968,6 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->str_add_done_callback);
     Py_CLEAR(rs->str_remove_done_callback);
     Py_CLEAR(rs->str_value);
-    Py_CLEAR(rs->str_create_task);
     Py_CLEAR(rs->str_keys);
     Py_CLEAR(rs->str_values);
 }

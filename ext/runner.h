@@ -16,6 +16,7 @@ typedef struct {
     PyObject *null_future;       /* gen._null_future */
     PyObject *convert_yielded;   /* convert_yielded's singledispatch */
     PyObject *wrap_concurrent;   /* concurrent.futures.Future -> asyncio */
+    PyObject *wrap_awaitable;    /* native coroutine -> a Task the IOLoop holds */
 
     /* Result futures: NULL makes our C Future (standalone mode).  A later
      * install() may set a factory (asyncio.Future): everything that touches
@@ -37,7 +38,6 @@ typedef struct {
     PyObject *str_add_done_callback;
     PyObject *str_remove_done_callback;
     PyObject *str_value;
-    PyObject *str_create_task;
     PyObject *str_keys;
     PyObject *str_values;
 } tcg_runner_state;

@@ -463,3 +463,34 @@ class TestRunnerEdges:
             return await asyncio.wait_for(coro(), 5)
 
         assert tcg_loop.run_until_complete(main()) == 42
+
+
+def test_task_for_a_yielded_native_coroutine_is_held(impl):
+    # A fire-and-forget @gen.coroutine waiting on a native coroutine that
+    # waits on a future nobody else holds: the IOLoop keeps the Task (and
+    # so the whole chain) alive until it is done, as Tornado >= 6.4 does.
+    import gc
+
+    closed = []
+
+    async def forgotten():
+        try:
+            await asyncio.get_running_loop().create_future()
+        except GeneratorExit:
+            closed.append("collected")
+            raise
+
+    async def main():
+        @impl.gen.coroutine
+        def outer():
+            yield forgotten()
+
+        outer()   # the result future is dropped
+        for _ in range(3):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+        assert closed == []
+        assert len(asyncio.all_tasks()) == 2   # main and forgotten()
+
+    run(main)

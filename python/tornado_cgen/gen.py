@@ -189,7 +189,7 @@ Runner consults the registry for every other type.
 """
 
 _core._gen_setup(Return, moment, _null_future, _convert_dispatch,
-                 _wrap_concurrent)
+                 _wrap_concurrent, _wrap_awaitable)
 
 
 # ---- multi ----------------------------------------------------------------
