@@ -11,7 +11,7 @@
  */
 #include "tcg.h"
 
-#define FREELIST_MAX ((int)(sizeof(((tcg_loop_state *)0)->freelist[0]) / \
+#define FREELIST_MAX ((int)(sizeof(((tcg_handle_state *)0)->freelist[0]) / \
                             sizeof(tcg_HandleObject *)))
 
 /* ---- construction ------------------------------------------------------ */
@@ -19,8 +19,9 @@
 tcg_HandleObject *
 tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
                PyObject *const *args, Py_ssize_t nargs, PyObject *context,
-               bool timer)
+               unsigned flags, double when)
 {
+    bool timer = (flags & TCG_H_TIMER) != 0;
     PyObject *argtuple = NULL;
     if (nargs >= 2) {
         argtuple = PyTuple_New(nargs);
@@ -43,7 +44,7 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
     }
 
     tcg_HandleObject *h;
-    tcg_loop_state *ls = &st->loop;
+    tcg_handle_state *ls = &st->loop.handle;
     if (TCG_UNLIKELY(ls->HandleType == NULL)) {
         /* Interpreter finalization cleared the module under a live loop. */
         Py_XDECREF(argtuple);
@@ -73,11 +74,22 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
     h->loop = Py_NewRef(loop);
     h->source_tb = NULL;
     h->repr = NULL;
-    h->when = 0.0;
-    h->seq = 0;
-    h->flags = timer ? TCG_H_TIMER : 0;
+    h->when = timer ? when : 0.0;
+    h->flags = flags & (TCG_H_TIMER | TCG_H_TORNADO);
     PyObject_GC_Track(h);
     return h;
+}
+
+int
+tcg_handle_capture_source(tcg_state *st, tcg_HandleObject *h)
+{
+    /* No C frames: extract_stack() starts at our Python caller. */
+    PyObject *tb = PyObject_CallNoArgs(st->loop.handle.extract_stack);
+    if (tb == NULL) {
+        return -1;
+    }
+    Py_XSETREF(h->source_tb, tb);
+    return 0;
 }
 
 /* The arguments as a tuple (new reference). */
@@ -143,7 +155,7 @@ report_asyncio(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
 
     int rc = 0;
     PyObject *ctx = NULL, *src = NULL, *msg = NULL, *res = NULL;
-    src = PyObject_CallFunctionObjArgs(st->loop.format_cb_source, cb, args,
+    src = PyObject_CallFunctionObjArgs(st->loop.handle.format_cb_source, cb, args,
                                        NULL);
     if (src == NULL) {
         goto error;
@@ -152,7 +164,7 @@ report_asyncio(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
     if (msg == NULL || (ctx = PyDict_New()) == NULL ||
         PyDict_SetItem(ctx, st->c.str_message, msg) < 0 ||
         PyDict_SetItem(ctx, st->c.str_exception, exc ? exc : Py_None) < 0 ||
-        PyDict_SetItem(ctx, st->loop.str_handle, (PyObject *)h) < 0 ||
+        PyDict_SetItem(ctx, st->loop.handle.str_handle, (PyObject *)h) < 0 ||
         (h->source_tb != NULL &&
          PyDict_SetItem(ctx, st->c.str_source_traceback, h->source_tb) < 0)) {
         goto error;
@@ -195,7 +207,7 @@ report_tornado(tcg_state *st, PyObject *cb, PyObject *args)
             PyTuple_SET_ITEM(pargs, i + 1,
                              Py_NewRef(PyTuple_GET_ITEM(args, i)));
         }
-        partial = PyObject_Call(st->loop.partial, pargs, NULL);
+        partial = PyObject_Call(st->loop.handle.partial, pargs, NULL);
         Py_DECREF(pargs);
     }
     if (partial == NULL) {
@@ -244,7 +256,7 @@ tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
     if (res != NULL && tornado && res != Py_None) {
         /* Tornado: a returned awaitable is awaited, its failure logged. */
         PyObject *r2 = PyObject_CallMethodOneArg(
-            h->loop, st->loop.str_run_callback_result, res);
+            h->loop, st->loop.handle.str_run_callback_result, res);
         Py_DECREF(res);
         res = r2;
     }
@@ -318,11 +330,12 @@ handle_dealloc(tcg_HandleObject *h)
     if (st == NULL) {
         PyErr_Clear();   /* cannot happen: tp is one of ours */
     }
-    int kind = st == NULL ? -1
-             : tp == st->loop.HandleType ? 0
-             : tp == st->loop.TimerHandleType ? 1 : -1;
-    if (kind >= 0 && st->loop.nfree[kind] < FREELIST_MAX) {
-        st->loop.freelist[kind][st->loop.nfree[kind]++] = h;
+    tcg_handle_state *ls = st ? &st->loop.handle : NULL;
+    int kind = ls == NULL ? -1
+             : tp == ls->HandleType ? 0
+             : tp == ls->TimerHandleType ? 1 : -1;
+    if (kind >= 0 && ls->nfree[kind] < FREELIST_MAX) {
+        ls->freelist[kind][ls->nfree[kind]++] = h;
     }
     else {
         tp->tp_free((PyObject *)h);
@@ -409,7 +422,7 @@ handle_repr(tcg_HandleObject *h)
         if (args == NULL) {
             goto done;
         }
-        item = PyObject_CallFunctionObjArgs(st->loop.format_cb_source,
+        item = PyObject_CallFunctionObjArgs(st->loop.handle.format_cb_source,
                                             h->callback, args, NULL);
         Py_DECREF(args);
         if (item == NULL || PyList_Append(parts, item) < 0) {
@@ -611,7 +624,7 @@ static PyType_Spec timer_spec = {
 int
 tcg_handle_exec(PyObject *m, tcg_state *st)
 {
-    tcg_loop_state *ls = &st->loop;
+    tcg_handle_state *ls = &st->loop.handle;
     ls->nfree[0] = ls->nfree[1] = 0;
     ls->HandleType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &handle_spec,
                                                               NULL);
@@ -646,17 +659,28 @@ tcg_handle_exec(PyObject *m, tcg_state *st)
     if (ls->partial == NULL ||
         (ls->str_run_callback_result =
              PyUnicode_InternFromString("_tornado_callback_result")) == NULL ||
-        (ls->str_log_slow = PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
         (ls->str_handle = PyUnicode_InternFromString("handle")) == NULL) {
         return -1;
     }
     return 0;
 }
 
+int
+tcg_handle_traverse(tcg_state *st, visitproc visit, void *arg)
+{
+    tcg_handle_state *ls = &st->loop.handle;
+    Py_VISIT(ls->HandleType);
+    Py_VISIT(ls->TimerHandleType);
+    Py_VISIT(ls->partial);
+    Py_VISIT(ls->format_cb_source);
+    Py_VISIT(ls->extract_stack);
+    return 0;
+}
+
 void
 tcg_handle_clear(tcg_state *st)
 {
-    tcg_loop_state *ls = &st->loop;
+    tcg_handle_state *ls = &st->loop.handle;
     for (int kind = 0; kind < 2; kind++) {
         while (ls->nfree[kind] > 0) {
             PyObject_GC_Del(ls->freelist[kind][--ls->nfree[kind]]);
@@ -668,6 +692,5 @@ tcg_handle_clear(tcg_state *st)
     Py_CLEAR(ls->format_cb_source);
     Py_CLEAR(ls->extract_stack);
     Py_CLEAR(ls->str_run_callback_result);
-    Py_CLEAR(ls->str_log_slow);
     Py_CLEAR(ls->str_handle);
 }

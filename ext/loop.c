@@ -230,9 +230,8 @@ heap_push(tcg_LoopObject *lp, tcg_HandleObject *h)
         lp->heap = heap;
         lp->heap_cap = cap;
     }
-    h->seq = lp->timer_seq++;
-    h->flags |= TCG_H_SCHEDULED;
-    lp->heap[lp->heap_len] = (timer_entry){h->when, h->seq, h};
+    tcg_handle_set_scheduled(h, true);
+    lp->heap[lp->heap_len] = (timer_entry){h->when, lp->timer_seq++, h};
     Py_INCREF(h);
     heap_sift_up(lp->heap, lp->heap_len++);
     if (TCG_UNLIKELY(lp->sleeping) && lp->heap[0].h == h) {
@@ -250,8 +249,8 @@ heap_pop(tcg_LoopObject *lp)
     if (lp->heap_len > 0) {
         heap_sift_down(lp->heap, lp->heap_len, 0);
     }
-    h->flags &= ~TCG_H_SCHEDULED;
-    if (h->flags & TCG_H_CANCELLED) {
+    tcg_handle_set_scheduled(h, false);
+    if (tcg_handle_cancelled(h)) {
         lp->heap_cancelled--;
     }
     return h;
@@ -278,8 +277,8 @@ heap_purge(tcg_LoopObject *lp)
     size_t j = 0, k = 0;
     for (size_t i = 0; i < lp->heap_len; i++) {
         timer_entry *e = &lp->heap[i];
-        if ((e->h->flags & TCG_H_CANCELLED) && k < n) {
-            e->h->flags &= ~TCG_H_SCHEDULED;
+        if (tcg_handle_cancelled(e->h) && k < n) {
+            tcg_handle_set_scheduled(e->h, false);
             dead[k++] = e->h;
         }
         else {
@@ -460,18 +459,6 @@ debug_checks(tcg_LoopObject *lp, PyObject *callback, const char *method)
     return 0;
 }
 
-static int
-debug_source_traceback(tcg_LoopObject *lp, tcg_HandleObject *h)
-{
-    /* No C frames: extract_stack() starts at our Python caller. */
-    PyObject *tb = PyObject_CallNoArgs(lp->st->loop.extract_stack);
-    if (tb == NULL) {
-        return -1;
-    }
-    Py_XSETREF(h->source_tb, tb);
-    return 0;
-}
-
 /* Parse (callback, *args, context=None) from a fastcall vector that starts
  * at args[skip]. */
 static int
@@ -508,12 +495,11 @@ schedule_soon(tcg_LoopObject *lp, PyObject *callback, PyObject *const *args,
               Py_ssize_t nargs, PyObject *context, unsigned flags)
 {
     tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, callback,
-                                         args, nargs, context, false);
+                                         args, nargs, context, flags, 0.0);
     if (h == NULL) {
         return NULL;
     }
-    h->flags |= flags;
-    if (TCG_UNLIKELY(lp->debug) && debug_source_traceback(lp, h) < 0) {
+    if (TCG_UNLIKELY(lp->debug) && tcg_handle_capture_source(lp->st, h) < 0) {
         Py_DECREF(h);
         return NULL;
     }
@@ -531,13 +517,13 @@ schedule_at(tcg_LoopObject *lp, double when, PyObject *callback,
             unsigned flags)
 {
     tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, callback,
-                                         args, nargs, context, true);
+                                         args, nargs, context,
+                                         flags | TCG_H_TIMER, when);
     if (h == NULL) {
         return NULL;
     }
-    h->when = when;
-    h->flags |= flags;
-    if ((TCG_UNLIKELY(lp->debug) && debug_source_traceback(lp, h) < 0) ||
+    if ((TCG_UNLIKELY(lp->debug) &&
+         tcg_handle_capture_source(lp->st, h) < 0) ||
         heap_push(lp, h) < 0) {
         Py_DECREF(h);
         return NULL;
@@ -553,7 +539,7 @@ tcg_loop_call_soon(tcg_state *st, PyObject *loop, PyObject *fn,
     if (check_closed(lp) < 0) {
         return -1;
     }
-    tcg_HandleObject *h = tcg_handle_new(st, loop, fn, &arg, 1, ctx, false);
+    tcg_HandleObject *h = tcg_handle_new(st, loop, fn, &arg, 1, ctx, 0, 0.0);
     if (h == NULL) {
         return -1;
     }
@@ -684,7 +670,7 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
     PyObject *res;
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
         /* Cold: bind the keywords with functools.partial, as Tornado does. */
-        PyObject *p = PyObject_Vectorcall(lp->st->loop.partial, args,
+        PyObject *p = PyObject_Vectorcall(lp->st->loop.handle.partial, args,
                                           nargs, kwnames);
         if (p == NULL) {
             return NULL;
@@ -722,7 +708,7 @@ tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
                            TCG_H_TORNADO);
     }
     /* Cold: bind the keywords with functools.partial, as Tornado does. */
-    PyObject *p = PyObject_Vectorcall(lp->st->loop.partial, args + 1,
+    PyObject *p = PyObject_Vectorcall(lp->st->loop.handle.partial, args + 1,
                                       nargs - 1, kwnames);
     if (p == NULL) {
         return NULL;
@@ -774,7 +760,7 @@ static PyObject *
 loop_remove_timeout(PyObject *self, PyObject *handle)
 {
     tcg_state *st = LOOP(self)->st;
-    if (PyObject_TypeCheck(handle, st->loop.HandleType)) {
+    if (PyObject_TypeCheck(handle, st->loop.handle.HandleType)) {
         tcg_handle_cancel((tcg_HandleObject *)handle);
         Py_RETURN_NONE;
     }
@@ -840,7 +826,7 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
     /* The handle first: allocating may run the GC, and finalizers may
      * add or remove fds (moving the table). */
     tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, args[1],
-                                         args + 2, nargs - 2, NULL, false);
+                                         args + 2, nargs - 2, NULL, 0, 0.0);
     if (h == NULL) {
         return NULL;
     }
@@ -978,7 +964,7 @@ dispatch_events(tcg_LoopObject *lp, int n)
                 continue;
             }
             todo[k] = NULL;
-            if (h->flags & TCG_H_CANCELLED) {
+            if (tcg_handle_cancelled(h)) {
                 /* Cancelled through its handle: unregister, as asyncio.
                  * Releasing the other handle may have run code that closed
                  * the loop (emptying the table): look again. */
@@ -1106,7 +1092,7 @@ loop_run_once(tcg_LoopObject *lp)
         }
     }
     /* Drop cancelled timers at the head so they do not set the timeout. */
-    while (lp->heap_len > 0 && (lp->heap[0].h->flags & TCG_H_CANCELLED)) {
+    while (lp->heap_len > 0 && tcg_handle_cancelled(lp->heap[0].h)) {
         Py_DECREF(heap_pop(lp));
     }
 
@@ -1139,7 +1125,7 @@ loop_run_once(tcg_LoopObject *lp)
     double end = now + 1e-9;
     while (lp->heap_len > 0 && lp->heap[0].when <= end) {
         tcg_HandleObject *h = heap_pop(lp);
-        if (h->flags & TCG_H_CANCELLED) {
+        if (tcg_handle_cancelled(h)) {
             Py_DECREF(h);
             continue;
         }
@@ -1153,7 +1139,7 @@ loop_run_once(tcg_LoopObject *lp)
     for (size_t i = 0; i < ntodo && lp->ring_len > 0; i++) {
         tcg_HandleObject *h = ring_pop(lp);
         int rc = 0;
-        if (!(h->flags & TCG_H_CANCELLED)) {
+        if (!tcg_handle_cancelled(h)) {
             rc = TCG_UNLIKELY(lp->debug) ? run_handle_debug(lp, h)
                                          : tcg_handle_run(st, h);
         }
@@ -1296,7 +1282,7 @@ loop_release(tcg_LoopObject *lp, bool fds)
         Py_DECREF(ring[(ring_head + i) & (ring_cap - 1)]);
     }
     for (size_t i = 0; i < heap_len; i++) {
-        heap[i].h->flags &= ~TCG_H_SCHEDULED;
+        tcg_handle_set_scheduled(heap[i].h, false);
         Py_DECREF(heap[i].h);
     }
     for (size_t i = 0; i < nfds; i++) {
@@ -1547,6 +1533,8 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
     st->loop.LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &loop_spec,
                                                                  NULL);
     if (st->loop.LoopType == NULL ||
+        (st->loop.str_log_slow =
+             PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
         PyModule_AddType(m, st->loop.LoopType) < 0) {
         return -1;
     }
@@ -1557,17 +1545,13 @@ int
 tcg_loop_traverse(tcg_state *st, visitproc visit, void *arg)
 {
     Py_VISIT(st->loop.LoopType);
-    Py_VISIT(st->loop.HandleType);
-    Py_VISIT(st->loop.TimerHandleType);
-    Py_VISIT(st->loop.partial);
-    Py_VISIT(st->loop.format_cb_source);
-    Py_VISIT(st->loop.extract_stack);
-    return 0;
+    return tcg_handle_traverse(st, visit, arg);
 }
 
 void
 tcg_loop_clear(tcg_state *st)
 {
     Py_CLEAR(st->loop.LoopType);
+    Py_CLEAR(st->loop.str_log_slow);
     tcg_handle_clear(st);
 }
