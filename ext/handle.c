@@ -21,6 +21,11 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
                PyObject *const *args, Py_ssize_t nargs, PyObject *context,
                unsigned flags, double when)
 {
+    if (TCG_UNLIKELY(st->cleared)) {
+        /* Interpreter exit cleared the module under a live loop. */
+        tcg_state_gone();
+        return NULL;
+    }
     bool timer = (flags & TCG_H_TIMER) != 0;
     PyObject *argtuple = NULL;
     if (nargs >= 2) {
@@ -45,13 +50,6 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
 
     tcg_HandleObject *h;
     tcg_handle_state *ls = &st->loop.handle;
-    if (TCG_UNLIKELY(ls->HandleType == NULL)) {
-        /* Interpreter finalization cleared the module under a live loop. */
-        Py_XDECREF(argtuple);
-        Py_DECREF(context);
-        PyErr_SetString(PyExc_RuntimeError, "tornado_cgen is finalized");
-        return NULL;
-    }
     int kind = timer ? 1 : 0;
     if (ls->nfree[kind] > 0) {
         h = ls->freelist[kind][--ls->nfree[kind]];
@@ -92,9 +90,9 @@ tcg_handle_capture_source(tcg_state *st, tcg_HandleObject *h)
     return 0;
 }
 
-/* The arguments as a tuple (new reference). */
+/* The arguments as a tuple (new reference).  Needs no module state. */
 static PyObject *
-handle_args_tuple(tcg_state *st, tcg_HandleObject *h)
+handle_args_tuple(tcg_HandleObject *h)
 {
     if (h->args != NULL) {
         return Py_NewRef(h->args);
@@ -105,7 +103,7 @@ handle_args_tuple(tcg_state *st, tcg_HandleObject *h)
     if (h->callback == NULL) {
         Py_RETURN_NONE;   /* asyncio drops _args on cancel */
     }
-    return Py_NewRef(st->c.empty_tuple);
+    return PyTuple_New(0);   /* the empty tuple singleton */
 }
 
 void
@@ -326,10 +324,10 @@ handle_dealloc(tcg_HandleObject *h)
     PyTypeObject *tp = Py_TYPE(h);
     PyObject_GC_UnTrack(h);
     handle_clear(h);
+    /* NULL at interpreter exit, once the collector has cleared our types
+     * or the module: then the handle is freed, never put on a freelist
+     * that nobody would empty any more. */
     tcg_state *st = tcg_state_from_type(tp);
-    if (st == NULL) {
-        PyErr_Clear();   /* cannot happen: tp is one of ours */
-    }
     tcg_handle_state *ls = st ? &st->loop.handle : NULL;
     int kind = ls == NULL ? -1
              : tp == ls->HandleType ? 0
@@ -362,10 +360,26 @@ handle_get_context(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
     return Py_NewRef(h->context ? h->context : Py_None);
 }
 
-static PyObject *
-handle_run_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+/* Argument Clinic's check for a METH_METHOD function that takes none. */
+static int
+no_arguments(const char *name, Py_ssize_t nargs, PyObject *kwnames)
 {
-    tcg_state *st = tcg_state_from_type(Py_TYPE(h));
+    if (TCG_UNLIKELY(nargs != 0 ||
+                     (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0))) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+handle_run_meth(tcg_HandleObject *h, PyTypeObject *cls, PyObject *const *args,
+                Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (no_arguments("_run", nargs, kwnames) < 0) {
+        return NULL;
+    }
+    tcg_state *st = tcg_state_from_cls(cls);
     if (st == NULL || tcg_handle_run(st, h) < 0) {
         return NULL;
     }
@@ -386,6 +400,7 @@ handle_repr(tcg_HandleObject *h)
     }
     tcg_state *st = tcg_state_from_type(Py_TYPE(h));
     if (st == NULL) {
+        tcg_state_gone();   /* interpreter exit: no format helpers left */
         return NULL;
     }
     PyObject *parts = PyList_New(0), *item = NULL, *res = NULL;
@@ -418,7 +433,7 @@ handle_repr(tcg_HandleObject *h)
         Py_CLEAR(item);
     }
     if (h->callback != NULL) {
-        PyObject *args = handle_args_tuple(st, h);
+        PyObject *args = handle_args_tuple(h);
         if (args == NULL) {
             goto done;
         }
@@ -500,8 +515,7 @@ get_callback(tcg_HandleObject *h, void *c)
 static PyObject *
 get_args(tcg_HandleObject *h, void *c)
 {
-    tcg_state *st = tcg_state_from_type(Py_TYPE(h));
-    return st ? handle_args_tuple(st, h) : NULL;
+    return handle_args_tuple(h);
 }
 
 static PyObject *
@@ -557,7 +571,8 @@ static PyMethodDef handle_methods[] = {
     {"cancel", (PyCFunction)handle_cancel_meth, METH_NOARGS, NULL},
     {"cancelled", (PyCFunction)handle_cancelled_meth, METH_NOARGS, NULL},
     {"get_context", (PyCFunction)handle_get_context, METH_NOARGS, NULL},
-    {"_run", (PyCFunction)handle_run_meth, METH_NOARGS, NULL},
+    {"_run", (PyCFunction)(void (*)(void))handle_run_meth,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL},
 };
 

@@ -664,8 +664,8 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
                         "add_callback() missing a callback argument");
         return NULL;
     }
-    if (lp->closed) {
-        Py_RETURN_NONE;
+    if (lp->closed || TCG_UNLIKELY(lp->st->cleared)) {
+        Py_RETURN_NONE;   /* a loop whose module is gone is as good as closed */
     }
     PyObject *res;
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
@@ -697,6 +697,10 @@ tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames)
 {
     if (check_closed(lp) < 0) {
+        return NULL;
+    }
+    if (TCG_UNLIKELY(lp->st->cleared)) {
+        tcg_state_gone();   /* before functools.partial, which is gone too */
         return NULL;
     }
     double now = monotonic_now();
@@ -760,7 +764,8 @@ static PyObject *
 loop_remove_timeout(PyObject *self, PyObject *handle)
 {
     tcg_state *st = LOOP(self)->st;
-    if (PyObject_TypeCheck(handle, st->loop.handle.HandleType)) {
+    if (!st->cleared &&
+        PyObject_TypeCheck(handle, st->loop.handle.HandleType)) {
         tcg_handle_cancel((tcg_HandleObject *)handle);
         Py_RETURN_NONE;
     }
@@ -776,7 +781,12 @@ loop_time(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 loop_create_future(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return (PyObject *)tcg_future_new(LOOP(self)->st, self);
+    tcg_state *st = LOOP(self)->st;
+    if (TCG_UNLIKELY(st->cleared)) {
+        tcg_state_gone();   /* tcg_future_new() needs the live state */
+        return NULL;
+    }
+    return (PyObject *)tcg_future_new(st, self);
 }
 
 static PyObject *
@@ -1176,6 +1186,12 @@ begin_running(tcg_LoopObject *lp)
     if (lp->running) {
         PyErr_SetString(PyExc_RuntimeError,
                         "This event loop is already running");
+        return -1;
+    }
+    /* Once per run: a running loop keeps its module alive (it is on the
+     * stack), so the state cannot be cleared under an iteration. */
+    if (TCG_UNLIKELY(lp->st->cleared)) {
+        tcg_state_gone();
         return -1;
     }
     lp->running = true;
