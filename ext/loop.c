@@ -89,6 +89,30 @@ typedef struct {
 
 #define LOOP(op) ((tcg_LoopObject *)(op))
 
+/* ---- invariants (debug builds) -----------------------------------------
+ *
+ * With TCG_DEBUG (setup.py: TCG_DEBUG=1 or TCG_SANITIZE=1) the ring and
+ * the heap are checked where they change: O(1) (or one sift path) on each
+ * push and pop, the whole structure once per iteration, after a purge or a
+ * growth.  A broken invariant aborts with the condition and the line.
+ * Release builds compile all of it away.
+ */
+#ifdef TCG_DEBUG
+#  define TCG_ASSERT(cond)                                              \
+    ((cond) ? (void)0 : loop_assert_failed(#cond, __func__, __LINE__))
+
+_Noreturn static void
+loop_assert_failed(const char *cond, const char *func, int line)
+{
+    fprintf(stderr, "tornado_cgen loop.c:%d: %s: invariant failed: %s\n",
+            line, func, cond);
+    fflush(stderr);
+    abort();
+}
+#else
+#  define TCG_ASSERT(cond) ((void)0)
+#endif
+
 static inline double
 monotonic_now(void)
 {
@@ -128,6 +152,39 @@ loop_wakeup(tcg_LoopObject *lp)
 
 /* ---- the ready ring ---------------------------------------------------- */
 
+/* Slot `i` of the live region (0 = the head). */
+#define RING_AT(lp, i) ((lp)->ring[((lp)->ring_head + (i)) & ((lp)->ring_cap - 1)])
+
+#ifdef TCG_DEBUG
+/* The ring's shape, and: every live slot holds a handle, and the free
+ * slots on either side of the live region are NULL (debug builds clear
+ * what they pop), so head and length agree with the contents. */
+static void
+ring_check(tcg_LoopObject *lp)
+{
+    if (lp->ring_cap == 0) {
+        TCG_ASSERT(lp->ring == NULL);
+        TCG_ASSERT(lp->ring_head == 0 && lp->ring_len == 0);
+        return;
+    }
+    TCG_ASSERT(lp->ring != NULL);
+    TCG_ASSERT((lp->ring_cap & (lp->ring_cap - 1)) == 0);
+    TCG_ASSERT(lp->ring_head < lp->ring_cap);
+    TCG_ASSERT(lp->ring_len <= lp->ring_cap);
+    for (size_t i = 0; i < lp->ring_len; i++) {
+        tcg_HandleObject *h = RING_AT(lp, i);
+        TCG_ASSERT(h != NULL);
+        TCG_ASSERT(Py_REFCNT(h) > 0);
+    }
+    if (lp->ring_len < lp->ring_cap) {
+        TCG_ASSERT(RING_AT(lp, lp->ring_len) == NULL);       /* the tail */
+        TCG_ASSERT(RING_AT(lp, lp->ring_cap - 1) == NULL);   /* before head */
+    }
+}
+#else
+#  define ring_check(lp) ((void)0)
+#endif
+
 static int
 ring_grow(tcg_LoopObject *lp)
 {
@@ -137,13 +194,17 @@ ring_grow(tcg_LoopObject *lp)
         PyErr_NoMemory();
         return -1;
     }
+#ifdef TCG_DEBUG
+    memset(ring, 0, cap * sizeof(*ring));
+#endif
     for (size_t i = 0; i < lp->ring_len; i++) {
-        ring[i] = lp->ring[(lp->ring_head + i) & (lp->ring_cap - 1)];
+        ring[i] = RING_AT(lp, i);
     }
     PyMem_Free(lp->ring);
     lp->ring = ring;
     lp->ring_cap = cap;
     lp->ring_head = 0;
+    ring_check(lp);
     return 0;
 }
 
@@ -155,7 +216,8 @@ ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
         Py_DECREF(h);
         return -1;
     }
-    lp->ring[(lp->ring_head + lp->ring_len) & (lp->ring_cap - 1)] = h;
+    TCG_ASSERT(h != NULL && RING_AT(lp, lp->ring_len) == NULL);
+    RING_AT(lp, lp->ring_len) = h;
     lp->ring_len++;
     if (TCG_UNLIKELY(lp->sleeping)) {
         loop_wakeup(lp);
@@ -166,7 +228,12 @@ ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
 static inline tcg_HandleObject *
 ring_pop(tcg_LoopObject *lp)
 {
+    TCG_ASSERT(lp->ring_len > 0 && lp->ring_head < lp->ring_cap);
     tcg_HandleObject *h = lp->ring[lp->ring_head];
+    TCG_ASSERT(h != NULL);
+#ifdef TCG_DEBUG
+    lp->ring[lp->ring_head] = NULL;   /* see ring_check() */
+#endif
     lp->ring_head = (lp->ring_head + 1) & (lp->ring_cap - 1);
     lp->ring_len--;
     return h;
@@ -179,6 +246,55 @@ timer_before(const timer_entry *a, const timer_entry *b)
 {
     return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
+
+#ifdef TCG_DEBUG
+/* Entry i against its parent, and the entry against its handle. */
+static void
+heap_check_entry(tcg_LoopObject *lp, size_t i)
+{
+    const timer_entry *e = &lp->heap[i];
+    TCG_ASSERT(e->h != NULL && Py_REFCNT(e->h) > 0);
+    TCG_ASSERT(e->h->flags & TCG_H_SCHEDULED);
+    TCG_ASSERT(e->h->flags & TCG_H_TIMER);
+    TCG_ASSERT(e->when == e->h->when || (isnan(e->when) && isnan(e->h->when)));
+    TCG_ASSERT(e->seq < lp->timer_seq);
+    TCG_ASSERT(i == 0 || !timer_before(e, &lp->heap[(i - 1) / 2]));
+}
+
+/* The heap's shape and order, and its count of cancelled timers. */
+static void
+heap_check(tcg_LoopObject *lp)
+{
+    TCG_ASSERT(lp->heap_len <= lp->heap_cap);
+    TCG_ASSERT(lp->heap_cap == 0 || lp->heap != NULL);
+    size_t cancelled = 0;
+    for (size_t i = 0; i < lp->heap_len; i++) {
+        heap_check_entry(lp, i);
+        cancelled += tcg_handle_cancelled(lp->heap[i].h);
+    }
+    TCG_ASSERT(cancelled == lp->heap_cancelled);
+}
+
+/* After a sift: the path from i to the root is in order. */
+static void
+heap_check_path(tcg_LoopObject *lp, size_t i)
+{
+    TCG_ASSERT(lp->heap_cancelled <= lp->heap_len);
+    if (lp->heap_len == 0) {
+        return;
+    }
+    for (;;) {
+        heap_check_entry(lp, i);
+        if (i == 0) {
+            break;
+        }
+        i = (i - 1) / 2;
+    }
+}
+#else
+#  define heap_check(lp) ((void)0)
+#  define heap_check_path(lp, i) ((void)0)
+#endif
 
 static void
 heap_sift_up(timer_entry *heap, size_t i)
@@ -230,10 +346,12 @@ heap_push(tcg_LoopObject *lp, tcg_HandleObject *h)
         lp->heap = heap;
         lp->heap_cap = cap;
     }
+    TCG_ASSERT(!(h->flags & TCG_H_SCHEDULED) && (h->flags & TCG_H_TIMER));
     tcg_handle_set_scheduled(h, true);
     lp->heap[lp->heap_len] = (timer_entry){h->when, lp->timer_seq++, h};
     Py_INCREF(h);
     heap_sift_up(lp->heap, lp->heap_len++);
+    heap_check_path(lp, lp->heap_len - 1);
     if (TCG_UNLIKELY(lp->sleeping) && lp->heap[0].h == h) {
         loop_wakeup(lp);   /* scheduled from another thread: new deadline */
     }
@@ -244,6 +362,7 @@ heap_push(tcg_LoopObject *lp, tcg_HandleObject *h)
 static tcg_HandleObject *
 heap_pop(tcg_LoopObject *lp)
 {
+    TCG_ASSERT(lp->heap_len > 0);
     tcg_HandleObject *h = lp->heap[0].h;
     lp->heap[0] = lp->heap[--lp->heap_len];
     if (lp->heap_len > 0) {
@@ -251,15 +370,25 @@ heap_pop(tcg_LoopObject *lp)
     }
     tcg_handle_set_scheduled(h, false);
     if (tcg_handle_cancelled(h)) {
+        TCG_ASSERT(lp->heap_cancelled > 0);
         lp->heap_cancelled--;
     }
+#ifdef TCG_DEBUG
+    /* The new root against its children. */
+    for (size_t c = 1; c <= 2 && c < lp->heap_len; c++) {
+        heap_check_entry(lp, c);
+    }
+    heap_check_path(lp, 0);
+#endif
     return h;
 }
 
 void
 tcg_loop_timer_cancelled(PyObject *loop)
 {
-    LOOP(loop)->heap_cancelled++;
+    tcg_LoopObject *lp = LOOP(loop);
+    lp->heap_cancelled++;
+    TCG_ASSERT(lp->heap_cancelled <= lp->heap_len);
 }
 
 /* Drop cancelled timers when they are many and most of the heap.  The heap
@@ -290,6 +419,7 @@ heap_purge(tcg_LoopObject *lp)
     for (size_t i = j / 2; i-- > 0;) {
         heap_sift_down(lp->heap, lp->heap_len, i);
     }
+    heap_check(lp);
     for (size_t i = 0; i < k; i++) {
         Py_DECREF(dead[i]);
     }
@@ -1094,6 +1224,8 @@ loop_run_once(tcg_LoopObject *lp)
     tcg_state *st = lp->st;
     double now = monotonic_now();
     lp->iterations++;
+    ring_check(lp);
+    heap_check(lp);
 
     if (lp->heap_cancelled > TCG_PURGE_MIN &&
         lp->heap_cancelled * 2 > lp->heap_len) {
@@ -1145,6 +1277,8 @@ loop_run_once(tcg_LoopObject *lp)
     }
 
     /* Run what is ready now; what they schedule waits for the next turn. */
+    ring_check(lp);
+    heap_check(lp);
     size_t ntodo = lp->ring_len;
     for (size_t i = 0; i < ntodo && lp->ring_len > 0; i++) {
         tcg_HandleObject *h = ring_pop(lp);
@@ -1295,6 +1429,7 @@ loop_release(tcg_LoopObject *lp, bool fds)
     }
 
     for (size_t i = 0; i < ring_len; i++) {
+        TCG_ASSERT(ring[(ring_head + i) & (ring_cap - 1)] != NULL);
         Py_DECREF(ring[(ring_head + i) & (ring_cap - 1)]);
     }
     for (size_t i = 0; i < heap_len; i++) {
@@ -1332,7 +1467,7 @@ loop_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(lp->module);
     for (size_t i = 0; i < lp->ring_len; i++) {
-        Py_VISIT(lp->ring[(lp->ring_head + i) & (lp->ring_cap - 1)]);
+        Py_VISIT(RING_AT(lp, i));
     }
     for (size_t i = 0; i < lp->heap_len; i++) {
         Py_VISIT(lp->heap[i].h);
