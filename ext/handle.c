@@ -126,6 +126,24 @@ tcg_handle_cancel(tcg_HandleObject *h)
     Py_XDECREF(args);
 }
 
+/* asyncio.format_helpers._format_callback_source(cb, args), with 3.13's
+ * debug= keyword where the function takes it: the loop's debug flag, as
+ * asyncio's Handle passes it (3.13 shows the arguments only when true). */
+static PyObject *
+format_callback_source(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
+                       PyObject *args)
+{
+    tcg_handle_state *ls = &st->loop.handle;
+    if (ls->kwnames_debug == NULL) {
+        return PyObject_CallFunctionObjArgs(ls->format_cb_source, cb, args,
+                                            NULL);
+    }
+    bool debug = h->loop != NULL && tcg_loop_debug(h->loop);
+    PyObject *argv[3] = {cb, args, debug ? Py_True : Py_False};
+    return PyObject_Vectorcall(ls->format_cb_source, argv, 2,
+                               ls->kwnames_debug);
+}
+
 /* ---- running ----------------------------------------------------------- */
 
 static bool
@@ -153,8 +171,7 @@ report_asyncio(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
 
     int rc = 0;
     PyObject *ctx = NULL, *src = NULL, *msg = NULL, *res = NULL;
-    src = PyObject_CallFunctionObjArgs(st->loop.handle.format_cb_source, cb, args,
-                                       NULL);
+    src = format_callback_source(st, h, cb, args);
     if (src == NULL) {
         goto error;
     }
@@ -437,8 +454,7 @@ handle_repr(tcg_HandleObject *h)
         if (args == NULL) {
             goto done;
         }
-        item = PyObject_CallFunctionObjArgs(st->loop.handle.format_cb_source,
-                                            h->callback, args, NULL);
+        item = format_callback_source(st, h, h->callback, args);
         Py_DECREF(args);
         if (item == NULL || PyList_Append(parts, item) < 0) {
             goto done;
@@ -665,6 +681,22 @@ tcg_handle_exec(PyObject *m, tcg_state *st)
     if (ls->format_cb_source == NULL || ls->extract_stack == NULL) {
         return -1;
     }
+    /* 3.13: _format_callback_source(func, args, *, debug=False).  Ask the
+     * function itself rather than the version number. */
+    PyObject *kwdefaults = PyObject_GetAttrString(ls->format_cb_source,
+                                                  "__kwdefaults__");
+    if (kwdefaults == NULL) {
+        PyErr_Clear();
+    }
+    else {
+        int takes_debug = PyDict_Check(kwdefaults)
+            ? PyDict_GetItemString(kwdefaults, "debug") != NULL : 0;
+        Py_DECREF(kwdefaults);
+        if (takes_debug &&
+            (ls->kwnames_debug = Py_BuildValue("(s)", "debug")) == NULL) {
+            return -1;
+        }
+    }
     PyObject *ft = PyImport_ImportModule("functools");
     if (ft == NULL) {
         return -1;
@@ -705,6 +737,7 @@ tcg_handle_clear(tcg_state *st)
     Py_CLEAR(ls->TimerHandleType);
     Py_CLEAR(ls->partial);
     Py_CLEAR(ls->format_cb_source);
+    Py_CLEAR(ls->kwnames_debug);
     Py_CLEAR(ls->extract_stack);
     Py_CLEAR(ls->str_run_callback_result);
     Py_CLEAR(ls->str_handle);

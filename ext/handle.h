@@ -45,6 +45,8 @@ typedef struct {
 
     PyObject *partial;              /* functools.partial (the loop uses it too) */
     PyObject *format_cb_source;     /* asyncio.format_helpers._format_callback_source */
+    PyObject *kwnames_debug;        /* ("debug",) if it takes debug= (3.13+),
+                                     * else NULL */
     PyObject *extract_stack;        /* asyncio.format_helpers.extract_stack */
     PyObject *str_run_callback_result;  /* "_tornado_callback_result" */
     PyObject *str_handle;           /* "handle" */

@@ -383,6 +383,12 @@ heap_pop(tcg_LoopObject *lp)
     return h;
 }
 
+bool
+tcg_loop_debug(PyObject *loop)
+{
+    return LOOP(loop)->debug;
+}
+
 void
 tcg_loop_timer_cancelled(PyObject *loop)
 {

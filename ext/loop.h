@@ -28,6 +28,9 @@ int tcg_loop_call_soon(tcg_state *st, PyObject *loop, PyObject *fn,
  * counts them). */
 void tcg_loop_timer_cancelled(PyObject *loop);
 
+/* For handle.c: the loop's debug flag (what its get_debug() returns). */
+bool tcg_loop_debug(PyObject *loop);
+
 int tcg_loop_exec(PyObject *m, tcg_state *st);
 int tcg_loop_traverse(tcg_state *st, visitproc visit, void *arg);
 void tcg_loop_clear(tcg_state *st);

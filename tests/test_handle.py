@@ -1,0 +1,147 @@
+"""Handle and TimerHandle (ext/handle.c): asyncio's interface, reprs and
+error reports as asyncio's own handles give them, and the methods' rules.
+
+Where asyncio's behaviour is the reference, the same test runs on an
+asyncio loop and on ours and compares.
+"""
+import asyncio
+import re
+import sys
+
+import pytest
+
+import tornado_cgen
+from tornado_cgen import _core
+
+
+@pytest.fixture
+def loop():
+    loop = tornado_cgen.new_event_loop()
+    yield loop
+    if not loop.is_closed():
+        loop.close()
+
+
+@pytest.fixture
+def both():
+    """An asyncio loop and ours, closed afterwards."""
+    loops = [asyncio.new_event_loop(), tornado_cgen.new_event_loop()]
+    yield loops
+    for lp in loops:
+        lp.close()
+
+
+# -- the basics (moved from test_loop_core.py) --------------------------------
+
+def test_handle_cancel(loop):
+    seen = []
+    h = loop.call_soon(seen.append, 1)
+    assert isinstance(h, _core.Handle)
+    assert not h.cancelled()
+    h.cancel()
+    assert h.cancelled()
+    loop._run_once()
+    assert seen == []
+    assert "cancelled" in repr(h)
+
+
+def test_timer_handle(loop):
+    h = loop.call_later(10, print)
+    assert isinstance(h, _core.TimerHandle)
+    assert abs(h.when() - (loop.time() + 10)) < 1
+    h.cancel()
+    assert h.cancelled()
+
+
+# -- methods ------------------------------------------------------------------
+
+def test_run_takes_the_state_from_its_class(loop):
+    # _run is METH_METHOD: the same function for both types, any arguments
+    # refused as by a no-argument method.
+    seen = []
+    for h in (loop.call_soon(seen.append, 1),
+              loop.call_later(10, seen.append, 2)):
+        h._run()
+        with pytest.raises(TypeError, match="no arguments"):
+            h._run(1)
+        with pytest.raises(TypeError, match="no arguments"):
+            h._run(x=1)
+        h.cancel()
+        h._run()   # cancelled: nothing
+    assert seen == [1, 2]
+    assert _core.TimerHandle._run is _core.Handle._run
+
+
+def test_args_after_cancel_and_without_arguments(both):
+    for lp in both:
+        h0, h1, h2 = (lp.call_soon(print), lp.call_soon(print, 1),
+                      lp.call_soon(print, 1, 2))
+        assert (h0._args, h1._args, h2._args) == ((), (1,), (1, 2))
+        h2.cancel()
+        assert h2._args is None and h2._callback is None
+
+
+# -- reprs and error reports, as asyncio's ------------------------------------
+
+def _schedule(lp):
+    """The same handles on either loop, created on the same lines."""
+    def cb(*args):
+        return args
+    return [
+        lp.call_soon(cb),
+        lp.call_soon(cb, 1),
+        lp.call_soon(cb, "a", [1, 2]),
+        lp.call_later(100, cb, 1),
+        lp.call_at(lp.time() + 100, cb),
+    ]
+
+
+def _normalise(text):
+    return re.sub(r"when=[0-9.e+-]+", "when=T", text)
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+def test_repr_matches_asyncio(both, debug):
+    reprs = []
+    for lp in both:
+        lp.set_debug(debug)
+        hs = _schedule(lp)
+        reprs.append([_normalise(repr(h)) for h in hs])
+        for h in hs:
+            h.cancel()
+    assert reprs[1] == reprs[0]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13),
+                    reason="debug= of _format_callback_source is 3.13's")
+def test_repr_shows_arguments_in_debug_mode_on_313(loop):
+    # 3.13's format helpers hide the arguments unless debug=True, which
+    # asyncio passes as the loop's debug flag.
+    h = loop.call_soon(print, 1, "two")
+    assert "print()" in repr(h)
+    h.cancel()
+    loop.set_debug(True)
+    h = loop.call_soon(print, 1, "two")
+    assert "print(1, 'two')" in repr(h)
+    h.cancel()
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+def test_exception_message_matches_asyncio(both, debug):
+    messages = []
+    for lp in both:
+        lp.set_debug(debug)
+        lp.slow_callback_duration = 1e9
+        got = []
+        lp.set_exception_handler(lambda _, ctx: got.append(ctx))
+
+        def fail(*args):
+            raise ZeroDivisionError
+
+        lp.call_soon(fail, 1, "x")
+        lp.call_soon(lp.stop)
+        lp.run_forever()
+        assert len(got) == 1 and isinstance(got[0]["exception"],
+                                            ZeroDivisionError)
+        messages.append(got[0]["message"])
+    assert messages[1] == messages[0]
