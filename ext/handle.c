@@ -106,15 +106,26 @@ handle_args_tuple(tcg_HandleObject *h)
     return PyTuple_New(0);   /* the empty tuple singleton */
 }
 
-void
+static PyObject *handle_repr(tcg_HandleObject *h);
+
+int
 tcg_handle_cancel(tcg_HandleObject *h)
 {
     if (h->flags & TCG_H_CANCELLED) {
-        return;
+        return 0;
     }
     h->flags |= TCG_H_CANCELLED;
     if ((h->flags & TCG_H_SCHEDULED) && h->loop != NULL) {
         tcg_loop_timer_cancelled(h->loop);
+    }
+    int rc = 0;
+    if (h->loop != NULL && TCG_UNLIKELY(tcg_loop_debug(h->loop)) &&
+        h->repr == NULL) {
+        /* As asyncio in debug mode: keep the repr, callback and all, for
+         * "Executing <Handle cancelled cb(1)> took 2.5 seconds".  A repr
+         * that fails is reported after the handle is cancelled anyway. */
+        h->repr = handle_repr(h);
+        rc = h->repr != NULL ? 0 : -1;
     }
     /* Drop the callback at once (as asyncio does) so cancelled timers in
      * the heap hold nothing big; these decrefs may run arbitrary code, so
@@ -124,6 +135,7 @@ tcg_handle_cancel(tcg_HandleObject *h)
     Py_XDECREF(cb);
     Py_XDECREF(a1);
     Py_XDECREF(args);
+    return rc;
 }
 
 /* asyncio.format_helpers._format_callback_source(cb, args), with 3.13's
@@ -361,7 +373,9 @@ handle_dealloc(tcg_HandleObject *h)
 static PyObject *
 handle_cancel_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
 {
-    tcg_handle_cancel(h);
+    if (tcg_handle_cancel(h) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

@@ -72,8 +72,10 @@ tcg_HandleObject *tcg_handle_new(tcg_state *st, PyObject *loop,
  * _source_traceback).  0 or -1. */
 int tcg_handle_capture_source(tcg_state *st, tcg_HandleObject *h);
 
-/* Mark cancelled and drop the callback and its arguments. */
-void tcg_handle_cancel(tcg_HandleObject *h);
+/* Mark cancelled and drop the callback and its arguments; in debug mode
+ * first keep the repr (as asyncio).  0, or -1 if that repr raised (the
+ * handle is cancelled all the same). */
+int tcg_handle_cancel(tcg_HandleObject *h);
 
 /* Run the handle.  Ordinary exceptions are reported (through the loop's
  * exception handler, or Tornado's logger for TCG_H_TORNADO) and 0 is

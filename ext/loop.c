@@ -902,7 +902,9 @@ loop_remove_timeout(PyObject *self, PyObject *handle)
     tcg_state *st = LOOP(self)->st;
     if (!st->cleared &&
         PyObject_TypeCheck(handle, st->loop.handle.HandleType)) {
-        tcg_handle_cancel((tcg_HandleObject *)handle);
+        if (tcg_handle_cancel((tcg_HandleObject *)handle) < 0) {
+            return NULL;
+        }
         Py_RETURN_NONE;
     }
     return PyObject_CallMethod(handle, "cancel", NULL);
@@ -997,8 +999,13 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (old != NULL) {
-        tcg_handle_cancel(old);
+        /* As asyncio's _add_reader: the new handle is registered even if
+         * cancelling the old one raises (debug mode's repr). */
+        int rc = tcg_handle_cancel(old);
         Py_DECREF(old);
+        if (rc < 0) {
+            return NULL;
+        }
     }
     return Py_NewRef(h);
 }
@@ -1024,8 +1031,11 @@ remove_io(tcg_LoopObject *lp, PyObject *fdobj, bool writer)
     if (old == NULL) {
         Py_RETURN_FALSE;
     }
-    tcg_handle_cancel(old);
+    int rc = tcg_handle_cancel(old);
     Py_DECREF(old);
+    if (rc < 0) {
+        return NULL;
+    }
     Py_RETURN_TRUE;
 }
 

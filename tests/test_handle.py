@@ -112,6 +112,20 @@ def test_repr_matches_asyncio(both, debug):
     assert reprs[1] == reprs[0]
 
 
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+def test_cancelled_repr_matches_asyncio(both, debug):
+    # In debug mode asyncio keeps the repr taken at cancel() time, callback
+    # and all ("Executing <Handle cancelled cb(1)> took 2.5 seconds").
+    reprs = []
+    for lp in both:
+        lp.set_debug(debug)
+        hs = _schedule(lp)
+        for h in hs:
+            h.cancel()
+        reprs.append([_normalise(repr(h)) for h in hs])
+    assert reprs[1] == reprs[0]
+
+
 @pytest.mark.skipif(sys.version_info < (3, 13),
                     reason="debug= of _format_callback_source is 3.13's")
 def test_repr_shows_arguments_in_debug_mode_on_313(loop):
@@ -145,3 +159,20 @@ def test_exception_message_matches_asyncio(both, debug):
                                             ZeroDivisionError)
         messages.append(got[0]["message"])
     assert messages[1] == messages[0]
+
+
+def test_cancel_in_debug_mode_reports_a_failing_repr(both):
+    class Unprintable:
+        def __call__(self):
+            pass
+
+        def __repr__(self):
+            raise ZeroDivisionError("no repr")
+
+    for lp in both:
+        lp.set_debug(True)
+        h = lp.call_soon(Unprintable())
+        with pytest.raises(ZeroDivisionError):
+            h.cancel()
+        assert h.cancelled()
+        h.cancel()   # once cancelled, cancel() does nothing
