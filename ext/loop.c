@@ -786,6 +786,19 @@ loop_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
                        nargs - 2, context, 0);
 }
 
+/* Tornado binds every callback with functools.partial(callback, ...)
+ * before it schedules it, so a non-callable fails at once, even on a
+ * closed loop, with partial's message. */
+static inline int
+check_tornado_callable(PyObject *callback)
+{
+    if (TCG_UNLIKELY(!PyCallable_Check(callback))) {
+        PyErr_SetString(PyExc_TypeError, "the first argument must be callable");
+        return -1;
+    }
+    return 0;
+}
+
 /* Tornado's IOLoop.add_callback(callback, *args, **kwargs): safe from any
  * thread; run under _run_callback's rules; dropped quietly once the loop is
  * closed (Tornado swallows that RuntimeError). */
@@ -798,6 +811,9 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
     if (nargs < 1) {
         PyErr_SetString(PyExc_TypeError,
                         "add_callback() missing a callback argument");
+        return NULL;
+    }
+    if (check_tornado_callable(args[0]) < 0) {
         return NULL;
     }
     if (lp->closed || TCG_UNLIKELY(lp->st->cleared)) {
@@ -832,7 +848,7 @@ static PyObject *
 tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (check_closed(lp) < 0) {
+    if (check_tornado_callable(args[1]) < 0 || check_closed(lp) < 0) {
         return NULL;
     }
     if (TCG_UNLIKELY(lp->st->cleared)) {

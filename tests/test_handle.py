@@ -176,3 +176,73 @@ def test_cancel_in_debug_mode_reports_a_failing_repr(both):
             h.cancel()
         assert h.cancelled()
         h.cancel()   # once cancelled, cancel() does nothing
+
+
+# -- what may become a handle -------------------------------------------------
+
+@pytest.fixture
+def io_loop(impl):
+    io = impl.ioloop.IOLoop()
+    yield io
+    io.close()
+
+
+NOT_CALLABLE = "the first argument must be callable"
+
+
+@pytest.mark.parametrize("bad", [None, 5], ids=["None", "int"])
+def test_tornado_callbacks_must_be_callable_at_once(io_loop, bad):
+    # Tornado binds the callback with functools.partial(callback, ...) before
+    # it schedules anything: a non-callable is a TypeError on the spot.
+    io = io_loop
+    for schedule in (lambda: io.add_callback(bad),
+                     lambda: io.add_callback(bad, 1, x=2),
+                     lambda: io.spawn_callback(bad),
+                     lambda: io.call_later(1, bad),
+                     lambda: io.call_at(io.time() + 1, bad),
+                     lambda: io.add_timeout(io.time() + 1, bad)):
+        with pytest.raises(TypeError, match=NOT_CALLABLE):
+            schedule()
+
+
+def test_tornado_add_callback_checks_before_the_closed_loop(impl):
+    io = impl.ioloop.IOLoop()
+    io.close()
+    with pytest.raises(TypeError, match=NOT_CALLABLE):
+        io.add_callback(None)
+    with pytest.raises(TypeError, match=NOT_CALLABLE):
+        io.call_later(1, None)
+    assert io.add_callback(print) is None   # dropped quietly
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+def test_asyncio_call_soon_none_as_asyncio(both, debug):
+    # asyncio checks the callback only in debug mode; otherwise the handle
+    # fails when it runs, through the exception handler.
+    results = []
+    for lp in both:
+        lp.set_debug(debug)
+        lp.slow_callback_duration = 1e9
+        got = []
+        errors = []
+        lp.set_exception_handler(lambda _, ctx: got.append(
+            (ctx["message"], type(ctx["exception"]), str(ctx["exception"]))))
+        for method, args in (("call_soon", (None,)),
+                             ("call_soon_threadsafe", (None,)),
+                             ("call_later", (0, None)),
+                             ("call_at", (lp.time(), None))):
+            try:
+                getattr(lp, method)(*args)
+            except TypeError as e:
+                errors.append(str(e))
+        lp.call_later(0.001, lp.stop)
+        lp.run_forever()
+        results.append((errors, got))
+    assert results[1] == results[0]
+    errors, got = results[0]
+    if debug:
+        assert errors[0] == ("a callable object was expected by call_soon(), "
+                             "got None")
+        assert not got
+    else:
+        assert not errors and len(got) == 4
