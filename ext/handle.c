@@ -370,8 +370,35 @@ handle_dealloc(tcg_HandleObject *h)
     Py_DECREF(tp);
 }
 
+/* Methods are METH_METHOD (tcg.h's rule 1): `cls`, the defining class,
+ * gives the state to those that need it, at the price of a field read;
+ * the others take the same signature so that any of them can.  None takes
+ * arguments; the check is Argument Clinic's for such a function. */
+#define METH_CLS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
+#define NOARGS_METHOD(fn)                                               \
+    static PyObject *fn##_impl(tcg_HandleObject *h, PyTypeObject *cls); \
+    static PyObject *fn(tcg_HandleObject *h, PyTypeObject *cls,         \
+                        PyObject *const *args, Py_ssize_t nargs,        \
+                        PyObject *kwnames)                              \
+    {                                                                   \
+        if (TCG_UNLIKELY(nargs != 0 || (kwnames != NULL &&              \
+                                        PyTuple_GET_SIZE(kwnames)))) {  \
+            return no_arguments(#fn);                                   \
+        }                                                               \
+        return fn##_impl(h, cls);                                       \
+    }                                                                   \
+    static PyObject *fn##_impl(tcg_HandleObject *h, PyTypeObject *cls)
+
 static PyObject *
-handle_cancel_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+no_arguments(const char *fn)
+{
+    /* fn is "handle_<name>" */
+    PyErr_Format(PyExc_TypeError, "%s() takes no arguments",
+                 fn + sizeof("handle_") - 1);
+    return NULL;
+}
+
+NOARGS_METHOD(handle_cancel)
 {
     if (tcg_handle_cancel(h) < 0) {
         return NULL;
@@ -379,37 +406,18 @@ handle_cancel_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-static PyObject *
-handle_cancelled_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+NOARGS_METHOD(handle_cancelled)
 {
     return PyBool_FromLong(h->flags & TCG_H_CANCELLED);
 }
 
-static PyObject *
-handle_get_context(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+NOARGS_METHOD(handle_get_context)
 {
     return Py_NewRef(h->context ? h->context : Py_None);
 }
 
-/* Argument Clinic's check for a METH_METHOD function that takes none. */
-static int
-no_arguments(const char *name, Py_ssize_t nargs, PyObject *kwnames)
+NOARGS_METHOD(handle__run)
 {
-    if (TCG_UNLIKELY(nargs != 0 ||
-                     (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0))) {
-        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", name);
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *
-handle_run_meth(tcg_HandleObject *h, PyTypeObject *cls, PyObject *const *args,
-                Py_ssize_t nargs, PyObject *kwnames)
-{
-    if (no_arguments("_run", nargs, kwnames) < 0) {
-        return NULL;
-    }
     tcg_state *st = tcg_state_from_cls(cls);
     if (st == NULL || tcg_handle_run(st, h) < 0) {
         return NULL;
@@ -417,8 +425,7 @@ handle_run_meth(tcg_HandleObject *h, PyTypeObject *cls, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
-static PyObject *
-handle_when(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+NOARGS_METHOD(handle_when)
 {
     return PyFloat_FromDouble(h->when);
 }
@@ -597,12 +604,16 @@ static PyGetSetDef handle_getset[] = {
     {NULL},
 };
 
+#define CLS_METHOD(name, fn, doc) \
+    {name, (PyCFunction)(void (*)(void))(fn), METH_CLS, doc}
+
 static PyMethodDef handle_methods[] = {
-    {"cancel", (PyCFunction)handle_cancel_meth, METH_NOARGS, NULL},
-    {"cancelled", (PyCFunction)handle_cancelled_meth, METH_NOARGS, NULL},
-    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS, NULL},
-    {"_run", (PyCFunction)(void (*)(void))handle_run_meth,
-     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, NULL},
+    CLS_METHOD("cancel", handle_cancel, "Cancel the callback."),
+    CLS_METHOD("cancelled", handle_cancelled,
+               "True if the callback was cancelled."),
+    CLS_METHOD("get_context", handle_get_context,
+               "The contextvars.Context the callback runs in."),
+    CLS_METHOD("_run", handle__run, NULL),
     {NULL},
 };
 
@@ -618,8 +629,8 @@ static PyGetSetDef timer_getset[] = {
 };
 
 static PyMethodDef timer_methods[] = {
-    {"when", (PyCFunction)handle_when, METH_NOARGS,
-     "The scheduled time, on the loop's time() clock."},
+    CLS_METHOD("when", handle_when,
+               "The scheduled time, on the loop's time() clock."),
     {NULL},
 };
 
