@@ -72,8 +72,8 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
     h->loop = Py_NewRef(loop);
     h->source_tb = NULL;
     h->repr = NULL;
-    h->when = timer ? when : 0.0;
-    h->flags = flags & (TCG_H_TIMER | TCG_H_TORNADO);
+    h->when = when;      /* callers pass 0.0 for plain handles */
+    h->flags = flags;
     PyObject_GC_Track(h);
     return h;
 }

@@ -61,7 +61,8 @@ typedef struct {
 
 /* A new handle for callback(*args); `args` borrowed, copied as needed.
  * `context` NULL (or None) copies the current context.  `flags`: TCG_H_TIMER
- * makes a TimerHandle due at `when` (ignored otherwise); TCG_H_TORNADO.
+ * makes a TimerHandle due at `when` (0.0 for other handles); TCG_H_TORNADO;
+ * no other flag.
  * RuntimeError once the module state is cleared (interpreter exit). */
 tcg_HandleObject *tcg_handle_new(tcg_state *st, PyObject *loop,
                                  PyObject *callback, PyObject *const *args,

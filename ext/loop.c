@@ -792,7 +792,8 @@ loop_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
 static inline int
 check_tornado_callable(PyObject *callback)
 {
-    if (TCG_UNLIKELY(!PyCallable_Check(callback))) {
+    /* PyCallable_Check() without the call: callback is never NULL. */
+    if (TCG_UNLIKELY(Py_TYPE(callback)->tp_call == NULL)) {
         PyErr_SetString(PyExc_TypeError, "the first argument must be callable");
         return -1;
     }
@@ -816,11 +817,14 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
     if (check_tornado_callable(args[0]) < 0) {
         return NULL;
     }
-    if (lp->closed || TCG_UNLIKELY(lp->st->cleared)) {
-        Py_RETURN_NONE;   /* a loop whose module is gone is as good as closed */
+    if (lp->closed) {
+        Py_RETURN_NONE;
     }
     PyObject *res;
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        if (TCG_UNLIKELY(lp->st->cleared)) {
+            Py_RETURN_NONE;   /* see below; and functools.partial is gone */
+        }
         /* Cold: bind the keywords with functools.partial, as Tornado does. */
         PyObject *p = PyObject_Vectorcall(lp->st->loop.handle.partial, args,
                                           nargs, kwnames);
@@ -835,6 +839,13 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
                             TCG_H_TORNADO);
     }
     if (res == NULL) {
+        if (lp->st->cleared) {
+            /* Interpreter exit cleared the module: a loop that can no
+             * longer make handles is as good as closed, and Tornado drops
+             * callbacks for a closed loop quietly. */
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
         return NULL;
     }
     Py_DECREF(res);
