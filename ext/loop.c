@@ -1475,8 +1475,13 @@ loop_release(tcg_LoopObject *lp, bool fds)
         TCG_ASSERT(ring[(ring_head + i) & (ring_cap - 1)] != NULL);
         Py_DECREF(ring[(ring_head + i) & (ring_cap - 1)]);
     }
+    /* Every timer leaves the heap before any is released: a release may
+     * run code that cancels another, which must not count it as a
+     * cancelled timer of (what is now) an empty heap. */
     for (size_t i = 0; i < heap_len; i++) {
         tcg_handle_set_scheduled(heap[i].h, false);
+    }
+    for (size_t i = 0; i < heap_len; i++) {
         Py_DECREF(heap[i].h);
     }
     for (size_t i = 0; i < nfds; i++) {

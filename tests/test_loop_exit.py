@@ -399,3 +399,28 @@ def _traced_here():
         if fr.filename == __file__ and fr.lineno in lines:
             total += stat.count
     return total
+
+
+# -- a loop's own end -------------------------------------------------------
+
+def test_closing_releases_a_timer_that_cancels_another():
+    # close() drops each timer of the heap; one whose callback's __del__
+    # cancels a timer not yet dropped must not count it against the now
+    # empty heap (the count stayed 1 with no timers; debug builds stopped
+    # on the invariant).
+    loop = tornado_cgen.new_event_loop()
+    counts = []
+    other = loop.call_later(100, print)
+
+    class Bomb:
+        def __call__(self):
+            pass
+
+        def __del__(self):
+            other.cancel()
+            counts.append(loop._timer_cancelled_count)
+
+    loop.call_later(50, Bomb())   # the earlier deadline: dropped first
+    loop.close()
+    assert counts == [0] and other.cancelled()
+    assert loop._timer_cancelled_count == 0 and loop._timer_count == 0
