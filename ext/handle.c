@@ -11,7 +11,7 @@
  */
 #include "tcg.h"
 
-#define FREELIST_MAX ((int)(sizeof(((tcg_loop_state *)0)->freelist[0]) / \
+#define FREELIST_MAX ((int)(sizeof(((tcg_handle_state *)0)->freelist[0]) / \
                             sizeof(tcg_HandleObject *)))
 
 /* ---- construction ------------------------------------------------------ */
@@ -19,8 +19,14 @@
 tcg_HandleObject *
 tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
                PyObject *const *args, Py_ssize_t nargs, PyObject *context,
-               bool timer)
+               unsigned flags, double when)
 {
+    if (TCG_UNLIKELY(st->cleared)) {
+        /* Interpreter exit cleared the module under a live loop. */
+        tcg_state_gone();
+        return NULL;
+    }
+    bool timer = (flags & TCG_H_TIMER) != 0;
     PyObject *argtuple = NULL;
     if (nargs >= 2) {
         argtuple = PyTuple_New(nargs);
@@ -43,14 +49,7 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
     }
 
     tcg_HandleObject *h;
-    tcg_loop_state *ls = &st->loop;
-    if (TCG_UNLIKELY(ls->HandleType == NULL)) {
-        /* Interpreter finalization cleared the module under a live loop. */
-        Py_XDECREF(argtuple);
-        Py_DECREF(context);
-        PyErr_SetString(PyExc_RuntimeError, "tornado_cgen is finalized");
-        return NULL;
-    }
+    tcg_handle_state *ls = &st->loop.handle;
     int kind = timer ? 1 : 0;
     if (ls->nfree[kind] > 0) {
         h = ls->freelist[kind][--ls->nfree[kind]];
@@ -73,16 +72,27 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
     h->loop = Py_NewRef(loop);
     h->source_tb = NULL;
     h->repr = NULL;
-    h->when = 0.0;
-    h->seq = 0;
-    h->flags = timer ? TCG_H_TIMER : 0;
+    h->when = when;      /* callers pass 0.0 for plain handles */
+    h->flags = flags;
     PyObject_GC_Track(h);
     return h;
 }
 
-/* The arguments as a tuple (new reference). */
+int
+tcg_handle_capture_source(tcg_state *st, tcg_HandleObject *h)
+{
+    /* No C frames: extract_stack() starts at our Python caller. */
+    PyObject *tb = PyObject_CallNoArgs(st->loop.handle.extract_stack);
+    if (tb == NULL) {
+        return -1;
+    }
+    Py_XSETREF(h->source_tb, tb);
+    return 0;
+}
+
+/* The arguments as a tuple (new reference).  Needs no module state. */
 static PyObject *
-handle_args_tuple(tcg_state *st, tcg_HandleObject *h)
+handle_args_tuple(tcg_HandleObject *h)
 {
     if (h->args != NULL) {
         return Py_NewRef(h->args);
@@ -93,18 +103,29 @@ handle_args_tuple(tcg_state *st, tcg_HandleObject *h)
     if (h->callback == NULL) {
         Py_RETURN_NONE;   /* asyncio drops _args on cancel */
     }
-    return Py_NewRef(st->c.empty_tuple);
+    return PyTuple_New(0);   /* the empty tuple singleton */
 }
 
-void
+static PyObject *handle_repr(tcg_HandleObject *h);
+
+int
 tcg_handle_cancel(tcg_HandleObject *h)
 {
     if (h->flags & TCG_H_CANCELLED) {
-        return;
+        return 0;
     }
     h->flags |= TCG_H_CANCELLED;
     if ((h->flags & TCG_H_SCHEDULED) && h->loop != NULL) {
         tcg_loop_timer_cancelled(h->loop);
+    }
+    int rc = 0;
+    if (h->loop != NULL && TCG_UNLIKELY(tcg_loop_debug(h->loop)) &&
+        h->repr == NULL) {
+        /* As asyncio in debug mode: keep the repr, callback and all, for
+         * "Executing <Handle cancelled cb(1)> took 2.5 seconds".  A repr
+         * that fails is reported after the handle is cancelled anyway. */
+        h->repr = handle_repr(h);
+        rc = h->repr != NULL ? 0 : -1;
     }
     /* Drop the callback at once (as asyncio does) so cancelled timers in
      * the heap hold nothing big; these decrefs may run arbitrary code, so
@@ -114,6 +135,25 @@ tcg_handle_cancel(tcg_HandleObject *h)
     Py_XDECREF(cb);
     Py_XDECREF(a1);
     Py_XDECREF(args);
+    return rc;
+}
+
+/* asyncio.format_helpers._format_callback_source(cb, args), with 3.13's
+ * debug= keyword where the function takes it: the loop's debug flag, as
+ * asyncio's Handle passes it (3.13 shows the arguments only when true). */
+static PyObject *
+format_callback_source(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
+                       PyObject *args)
+{
+    tcg_handle_state *ls = &st->loop.handle;
+    if (ls->kwnames_debug == NULL) {
+        return PyObject_CallFunctionObjArgs(ls->format_cb_source, cb, args,
+                                            NULL);
+    }
+    bool debug = h->loop != NULL && tcg_loop_debug(h->loop);
+    PyObject *argv[3] = {cb, args, debug ? Py_True : Py_False};
+    return PyObject_Vectorcall(ls->format_cb_source, argv, 2,
+                               ls->kwnames_debug);
 }
 
 /* ---- running ----------------------------------------------------------- */
@@ -143,8 +183,7 @@ report_asyncio(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
 
     int rc = 0;
     PyObject *ctx = NULL, *src = NULL, *msg = NULL, *res = NULL;
-    src = PyObject_CallFunctionObjArgs(st->loop.format_cb_source, cb, args,
-                                       NULL);
+    src = format_callback_source(st, h, cb, args);
     if (src == NULL) {
         goto error;
     }
@@ -152,7 +191,7 @@ report_asyncio(tcg_state *st, tcg_HandleObject *h, PyObject *cb,
     if (msg == NULL || (ctx = PyDict_New()) == NULL ||
         PyDict_SetItem(ctx, st->c.str_message, msg) < 0 ||
         PyDict_SetItem(ctx, st->c.str_exception, exc ? exc : Py_None) < 0 ||
-        PyDict_SetItem(ctx, st->loop.str_handle, (PyObject *)h) < 0 ||
+        PyDict_SetItem(ctx, st->loop.handle.str_handle, (PyObject *)h) < 0 ||
         (h->source_tb != NULL &&
          PyDict_SetItem(ctx, st->c.str_source_traceback, h->source_tb) < 0)) {
         goto error;
@@ -195,7 +234,7 @@ report_tornado(tcg_state *st, PyObject *cb, PyObject *args)
             PyTuple_SET_ITEM(pargs, i + 1,
                              Py_NewRef(PyTuple_GET_ITEM(args, i)));
         }
-        partial = PyObject_Call(st->loop.partial, pargs, NULL);
+        partial = PyObject_Call(st->loop.handle.partial, pargs, NULL);
         Py_DECREF(pargs);
     }
     if (partial == NULL) {
@@ -244,7 +283,7 @@ tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
     if (res != NULL && tornado && res != Py_None) {
         /* Tornado: a returned awaitable is awaited, its failure logged. */
         PyObject *r2 = PyObject_CallMethodOneArg(
-            h->loop, st->loop.str_run_callback_result, res);
+            h->loop, st->loop.handle.str_run_callback_result, res);
         Py_DECREF(res);
         res = r2;
     }
@@ -314,15 +353,16 @@ handle_dealloc(tcg_HandleObject *h)
     PyTypeObject *tp = Py_TYPE(h);
     PyObject_GC_UnTrack(h);
     handle_clear(h);
+    /* NULL at interpreter exit, once the collector has cleared our types
+     * or the module: then the handle is freed, never put on a freelist
+     * that nobody would empty any more. */
     tcg_state *st = tcg_state_from_type(tp);
-    if (st == NULL) {
-        PyErr_Clear();   /* cannot happen: tp is one of ours */
-    }
-    int kind = st == NULL ? -1
-             : tp == st->loop.HandleType ? 0
-             : tp == st->loop.TimerHandleType ? 1 : -1;
-    if (kind >= 0 && st->loop.nfree[kind] < FREELIST_MAX) {
-        st->loop.freelist[kind][st->loop.nfree[kind]++] = h;
+    tcg_handle_state *ls = st ? &st->loop.handle : NULL;
+    int kind = ls == NULL ? -1
+             : tp == ls->HandleType ? 0
+             : tp == ls->TimerHandleType ? 1 : -1;
+    if (kind >= 0 && ls->nfree[kind] < FREELIST_MAX) {
+        ls->freelist[kind][ls->nfree[kind]++] = h;
     }
     else {
         tp->tp_free((PyObject *)h);
@@ -330,37 +370,62 @@ handle_dealloc(tcg_HandleObject *h)
     Py_DECREF(tp);
 }
 
+/* Methods are METH_METHOD (tcg.h's rule 1): `cls`, the defining class,
+ * gives the state to those that need it, at the price of a field read;
+ * the others take the same signature so that any of them can.  None takes
+ * arguments; the check is Argument Clinic's for such a function. */
+#define METH_CLS (METH_METHOD | METH_FASTCALL | METH_KEYWORDS)
+#define NOARGS_METHOD(fn)                                               \
+    static PyObject *fn##_impl(tcg_HandleObject *h, PyTypeObject *cls); \
+    static PyObject *fn(tcg_HandleObject *h, PyTypeObject *cls,         \
+                        PyObject *const *args, Py_ssize_t nargs,        \
+                        PyObject *kwnames)                              \
+    {                                                                   \
+        if (TCG_UNLIKELY(nargs != 0 || (kwnames != NULL &&              \
+                                        PyTuple_GET_SIZE(kwnames)))) {  \
+            return no_arguments(#fn);                                   \
+        }                                                               \
+        return fn##_impl(h, cls);                                       \
+    }                                                                   \
+    static PyObject *fn##_impl(tcg_HandleObject *h, PyTypeObject *cls)
+
 static PyObject *
-handle_cancel_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+no_arguments(const char *fn)
 {
-    tcg_handle_cancel(h);
+    /* fn is "handle_<name>" */
+    PyErr_Format(PyExc_TypeError, "%s() takes no arguments",
+                 fn + sizeof("handle_") - 1);
+    return NULL;
+}
+
+NOARGS_METHOD(handle_cancel)
+{
+    if (tcg_handle_cancel(h) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
-static PyObject *
-handle_cancelled_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+NOARGS_METHOD(handle_cancelled)
 {
     return PyBool_FromLong(h->flags & TCG_H_CANCELLED);
 }
 
-static PyObject *
-handle_get_context(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+NOARGS_METHOD(handle_get_context)
 {
     return Py_NewRef(h->context ? h->context : Py_None);
 }
 
-static PyObject *
-handle_run_meth(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+NOARGS_METHOD(handle__run)
 {
-    tcg_state *st = tcg_state_from_type(Py_TYPE(h));
+    tcg_state *st = tcg_state_from_cls(cls);
     if (st == NULL || tcg_handle_run(st, h) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
-static PyObject *
-handle_when(tcg_HandleObject *h, PyObject *Py_UNUSED(ignored))
+NOARGS_METHOD(handle_when)
 {
     return PyFloat_FromDouble(h->when);
 }
@@ -373,6 +438,7 @@ handle_repr(tcg_HandleObject *h)
     }
     tcg_state *st = tcg_state_from_type(Py_TYPE(h));
     if (st == NULL) {
+        tcg_state_gone();   /* interpreter exit: no format helpers left */
         return NULL;
     }
     PyObject *parts = PyList_New(0), *item = NULL, *res = NULL;
@@ -405,12 +471,11 @@ handle_repr(tcg_HandleObject *h)
         Py_CLEAR(item);
     }
     if (h->callback != NULL) {
-        PyObject *args = handle_args_tuple(st, h);
+        PyObject *args = handle_args_tuple(h);
         if (args == NULL) {
             goto done;
         }
-        item = PyObject_CallFunctionObjArgs(st->loop.format_cb_source,
-                                            h->callback, args, NULL);
+        item = format_callback_source(st, h, h->callback, args);
         Py_DECREF(args);
         if (item == NULL || PyList_Append(parts, item) < 0) {
             goto done;
@@ -487,8 +552,7 @@ get_callback(tcg_HandleObject *h, void *c)
 static PyObject *
 get_args(tcg_HandleObject *h, void *c)
 {
-    tcg_state *st = tcg_state_from_type(Py_TYPE(h));
-    return st ? handle_args_tuple(st, h) : NULL;
+    return handle_args_tuple(h);
 }
 
 static PyObject *
@@ -540,11 +604,16 @@ static PyGetSetDef handle_getset[] = {
     {NULL},
 };
 
+#define CLS_METHOD(name, fn, doc) \
+    {name, (PyCFunction)(void (*)(void))(fn), METH_CLS, doc}
+
 static PyMethodDef handle_methods[] = {
-    {"cancel", (PyCFunction)handle_cancel_meth, METH_NOARGS, NULL},
-    {"cancelled", (PyCFunction)handle_cancelled_meth, METH_NOARGS, NULL},
-    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS, NULL},
-    {"_run", (PyCFunction)handle_run_meth, METH_NOARGS, NULL},
+    CLS_METHOD("cancel", handle_cancel, "Cancel the callback."),
+    CLS_METHOD("cancelled", handle_cancelled,
+               "True if the callback was cancelled."),
+    CLS_METHOD("get_context", handle_get_context,
+               "The contextvars.Context the callback runs in."),
+    CLS_METHOD("_run", handle__run, NULL),
     {NULL},
 };
 
@@ -560,8 +629,8 @@ static PyGetSetDef timer_getset[] = {
 };
 
 static PyMethodDef timer_methods[] = {
-    {"when", (PyCFunction)handle_when, METH_NOARGS,
-     "The scheduled time, on the loop's time() clock."},
+    CLS_METHOD("when", handle_when,
+               "The scheduled time, on the loop's time() clock."),
     {NULL},
 };
 
@@ -611,7 +680,7 @@ static PyType_Spec timer_spec = {
 int
 tcg_handle_exec(PyObject *m, tcg_state *st)
 {
-    tcg_loop_state *ls = &st->loop;
+    tcg_handle_state *ls = &st->loop.handle;
     ls->nfree[0] = ls->nfree[1] = 0;
     ls->HandleType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &handle_spec,
                                                               NULL);
@@ -637,6 +706,22 @@ tcg_handle_exec(PyObject *m, tcg_state *st)
     if (ls->format_cb_source == NULL || ls->extract_stack == NULL) {
         return -1;
     }
+    /* 3.13: _format_callback_source(func, args, *, debug=False).  Ask the
+     * function itself rather than the version number. */
+    PyObject *kwdefaults = PyObject_GetAttrString(ls->format_cb_source,
+                                                  "__kwdefaults__");
+    if (kwdefaults == NULL) {
+        PyErr_Clear();
+    }
+    else {
+        int takes_debug = PyDict_Check(kwdefaults)
+            ? PyDict_GetItemString(kwdefaults, "debug") != NULL : 0;
+        Py_DECREF(kwdefaults);
+        if (takes_debug &&
+            (ls->kwnames_debug = Py_BuildValue("(s)", "debug")) == NULL) {
+            return -1;
+        }
+    }
     PyObject *ft = PyImport_ImportModule("functools");
     if (ft == NULL) {
         return -1;
@@ -646,17 +731,28 @@ tcg_handle_exec(PyObject *m, tcg_state *st)
     if (ls->partial == NULL ||
         (ls->str_run_callback_result =
              PyUnicode_InternFromString("_tornado_callback_result")) == NULL ||
-        (ls->str_log_slow = PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
         (ls->str_handle = PyUnicode_InternFromString("handle")) == NULL) {
         return -1;
     }
     return 0;
 }
 
+int
+tcg_handle_traverse(tcg_state *st, visitproc visit, void *arg)
+{
+    tcg_handle_state *ls = &st->loop.handle;
+    Py_VISIT(ls->HandleType);
+    Py_VISIT(ls->TimerHandleType);
+    Py_VISIT(ls->partial);
+    Py_VISIT(ls->format_cb_source);
+    Py_VISIT(ls->extract_stack);
+    return 0;
+}
+
 void
 tcg_handle_clear(tcg_state *st)
 {
-    tcg_loop_state *ls = &st->loop;
+    tcg_handle_state *ls = &st->loop.handle;
     for (int kind = 0; kind < 2; kind++) {
         while (ls->nfree[kind] > 0) {
             PyObject_GC_Del(ls->freelist[kind][--ls->nfree[kind]]);
@@ -666,8 +762,8 @@ tcg_handle_clear(tcg_state *st)
     Py_CLEAR(ls->TimerHandleType);
     Py_CLEAR(ls->partial);
     Py_CLEAR(ls->format_cb_source);
+    Py_CLEAR(ls->kwnames_debug);
     Py_CLEAR(ls->extract_stack);
     Py_CLEAR(ls->str_run_callback_result);
-    Py_CLEAR(ls->str_log_slow);
     Py_CLEAR(ls->str_handle);
 }

@@ -89,6 +89,30 @@ typedef struct {
 
 #define LOOP(op) ((tcg_LoopObject *)(op))
 
+/* ---- invariants (debug builds) -----------------------------------------
+ *
+ * With TCG_DEBUG (setup.py: TCG_DEBUG=1 or TCG_SANITIZE=1) the ring and
+ * the heap are checked where they change: O(1) (or one sift path) on each
+ * push and pop, the whole structure once per iteration, after a purge or a
+ * growth.  A broken invariant aborts with the condition and the line.
+ * Release builds compile all of it away.
+ */
+#ifdef TCG_DEBUG
+#  define TCG_ASSERT(cond)                                              \
+    ((cond) ? (void)0 : loop_assert_failed(#cond, __func__, __LINE__))
+
+_Noreturn static void
+loop_assert_failed(const char *cond, const char *func, int line)
+{
+    fprintf(stderr, "tornado_cgen loop.c:%d: %s: invariant failed: %s\n",
+            line, func, cond);
+    fflush(stderr);
+    abort();
+}
+#else
+#  define TCG_ASSERT(cond) ((void)0)
+#endif
+
 static inline double
 monotonic_now(void)
 {
@@ -128,6 +152,39 @@ loop_wakeup(tcg_LoopObject *lp)
 
 /* ---- the ready ring ---------------------------------------------------- */
 
+/* Slot `i` of the live region (0 = the head). */
+#define RING_AT(lp, i) ((lp)->ring[((lp)->ring_head + (i)) & ((lp)->ring_cap - 1)])
+
+#ifdef TCG_DEBUG
+/* The ring's shape, and: every live slot holds a handle, and the free
+ * slots on either side of the live region are NULL (debug builds clear
+ * what they pop), so head and length agree with the contents. */
+static void
+ring_check(tcg_LoopObject *lp)
+{
+    if (lp->ring_cap == 0) {
+        TCG_ASSERT(lp->ring == NULL);
+        TCG_ASSERT(lp->ring_head == 0 && lp->ring_len == 0);
+        return;
+    }
+    TCG_ASSERT(lp->ring != NULL);
+    TCG_ASSERT((lp->ring_cap & (lp->ring_cap - 1)) == 0);
+    TCG_ASSERT(lp->ring_head < lp->ring_cap);
+    TCG_ASSERT(lp->ring_len <= lp->ring_cap);
+    for (size_t i = 0; i < lp->ring_len; i++) {
+        tcg_HandleObject *h = RING_AT(lp, i);
+        TCG_ASSERT(h != NULL);
+        TCG_ASSERT(Py_REFCNT(h) > 0);
+    }
+    if (lp->ring_len < lp->ring_cap) {
+        TCG_ASSERT(RING_AT(lp, lp->ring_len) == NULL);       /* the tail */
+        TCG_ASSERT(RING_AT(lp, lp->ring_cap - 1) == NULL);   /* before head */
+    }
+}
+#else
+#  define ring_check(lp) ((void)0)
+#endif
+
 static int
 ring_grow(tcg_LoopObject *lp)
 {
@@ -137,13 +194,17 @@ ring_grow(tcg_LoopObject *lp)
         PyErr_NoMemory();
         return -1;
     }
+#ifdef TCG_DEBUG
+    memset(ring, 0, cap * sizeof(*ring));
+#endif
     for (size_t i = 0; i < lp->ring_len; i++) {
-        ring[i] = lp->ring[(lp->ring_head + i) & (lp->ring_cap - 1)];
+        ring[i] = RING_AT(lp, i);
     }
     PyMem_Free(lp->ring);
     lp->ring = ring;
     lp->ring_cap = cap;
     lp->ring_head = 0;
+    ring_check(lp);
     return 0;
 }
 
@@ -155,7 +216,8 @@ ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
         Py_DECREF(h);
         return -1;
     }
-    lp->ring[(lp->ring_head + lp->ring_len) & (lp->ring_cap - 1)] = h;
+    TCG_ASSERT(h != NULL && RING_AT(lp, lp->ring_len) == NULL);
+    RING_AT(lp, lp->ring_len) = h;
     lp->ring_len++;
     if (TCG_UNLIKELY(lp->sleeping)) {
         loop_wakeup(lp);
@@ -166,7 +228,12 @@ ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
 static inline tcg_HandleObject *
 ring_pop(tcg_LoopObject *lp)
 {
+    TCG_ASSERT(lp->ring_len > 0 && lp->ring_head < lp->ring_cap);
     tcg_HandleObject *h = lp->ring[lp->ring_head];
+    TCG_ASSERT(h != NULL);
+#ifdef TCG_DEBUG
+    lp->ring[lp->ring_head] = NULL;   /* see ring_check() */
+#endif
     lp->ring_head = (lp->ring_head + 1) & (lp->ring_cap - 1);
     lp->ring_len--;
     return h;
@@ -179,6 +246,55 @@ timer_before(const timer_entry *a, const timer_entry *b)
 {
     return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
+
+#ifdef TCG_DEBUG
+/* Entry i against its parent, and the entry against its handle. */
+static void
+heap_check_entry(tcg_LoopObject *lp, size_t i)
+{
+    const timer_entry *e = &lp->heap[i];
+    TCG_ASSERT(e->h != NULL && Py_REFCNT(e->h) > 0);
+    TCG_ASSERT(e->h->flags & TCG_H_SCHEDULED);
+    TCG_ASSERT(e->h->flags & TCG_H_TIMER);
+    TCG_ASSERT(e->when == e->h->when || (isnan(e->when) && isnan(e->h->when)));
+    TCG_ASSERT(e->seq < lp->timer_seq);
+    TCG_ASSERT(i == 0 || !timer_before(e, &lp->heap[(i - 1) / 2]));
+}
+
+/* The heap's shape and order, and its count of cancelled timers. */
+static void
+heap_check(tcg_LoopObject *lp)
+{
+    TCG_ASSERT(lp->heap_len <= lp->heap_cap);
+    TCG_ASSERT(lp->heap_cap == 0 || lp->heap != NULL);
+    size_t cancelled = 0;
+    for (size_t i = 0; i < lp->heap_len; i++) {
+        heap_check_entry(lp, i);
+        cancelled += tcg_handle_cancelled(lp->heap[i].h);
+    }
+    TCG_ASSERT(cancelled == lp->heap_cancelled);
+}
+
+/* After a sift: the path from i to the root is in order. */
+static void
+heap_check_path(tcg_LoopObject *lp, size_t i)
+{
+    TCG_ASSERT(lp->heap_cancelled <= lp->heap_len);
+    if (lp->heap_len == 0) {
+        return;
+    }
+    for (;;) {
+        heap_check_entry(lp, i);
+        if (i == 0) {
+            break;
+        }
+        i = (i - 1) / 2;
+    }
+}
+#else
+#  define heap_check(lp) ((void)0)
+#  define heap_check_path(lp, i) ((void)0)
+#endif
 
 static void
 heap_sift_up(timer_entry *heap, size_t i)
@@ -230,11 +346,12 @@ heap_push(tcg_LoopObject *lp, tcg_HandleObject *h)
         lp->heap = heap;
         lp->heap_cap = cap;
     }
-    h->seq = lp->timer_seq++;
-    h->flags |= TCG_H_SCHEDULED;
-    lp->heap[lp->heap_len] = (timer_entry){h->when, h->seq, h};
+    TCG_ASSERT(!(h->flags & TCG_H_SCHEDULED) && (h->flags & TCG_H_TIMER));
+    tcg_handle_set_scheduled(h, true);
+    lp->heap[lp->heap_len] = (timer_entry){h->when, lp->timer_seq++, h};
     Py_INCREF(h);
     heap_sift_up(lp->heap, lp->heap_len++);
+    heap_check_path(lp, lp->heap_len - 1);
     if (TCG_UNLIKELY(lp->sleeping) && lp->heap[0].h == h) {
         loop_wakeup(lp);   /* scheduled from another thread: new deadline */
     }
@@ -245,22 +362,39 @@ heap_push(tcg_LoopObject *lp, tcg_HandleObject *h)
 static tcg_HandleObject *
 heap_pop(tcg_LoopObject *lp)
 {
+    TCG_ASSERT(lp->heap_len > 0);
     tcg_HandleObject *h = lp->heap[0].h;
     lp->heap[0] = lp->heap[--lp->heap_len];
     if (lp->heap_len > 0) {
         heap_sift_down(lp->heap, lp->heap_len, 0);
     }
-    h->flags &= ~TCG_H_SCHEDULED;
-    if (h->flags & TCG_H_CANCELLED) {
+    tcg_handle_set_scheduled(h, false);
+    if (tcg_handle_cancelled(h)) {
+        TCG_ASSERT(lp->heap_cancelled > 0);
         lp->heap_cancelled--;
     }
+#ifdef TCG_DEBUG
+    /* The new root against its children. */
+    for (size_t c = 1; c <= 2 && c < lp->heap_len; c++) {
+        heap_check_entry(lp, c);
+    }
+    heap_check_path(lp, 0);
+#endif
     return h;
+}
+
+bool
+tcg_loop_debug(PyObject *loop)
+{
+    return LOOP(loop)->debug;
 }
 
 void
 tcg_loop_timer_cancelled(PyObject *loop)
 {
-    LOOP(loop)->heap_cancelled++;
+    tcg_LoopObject *lp = LOOP(loop);
+    lp->heap_cancelled++;
+    TCG_ASSERT(lp->heap_cancelled <= lp->heap_len);
 }
 
 /* Drop cancelled timers when they are many and most of the heap.  The heap
@@ -278,8 +412,8 @@ heap_purge(tcg_LoopObject *lp)
     size_t j = 0, k = 0;
     for (size_t i = 0; i < lp->heap_len; i++) {
         timer_entry *e = &lp->heap[i];
-        if ((e->h->flags & TCG_H_CANCELLED) && k < n) {
-            e->h->flags &= ~TCG_H_SCHEDULED;
+        if (tcg_handle_cancelled(e->h) && k < n) {
+            tcg_handle_set_scheduled(e->h, false);
             dead[k++] = e->h;
         }
         else {
@@ -291,6 +425,7 @@ heap_purge(tcg_LoopObject *lp)
     for (size_t i = j / 2; i-- > 0;) {
         heap_sift_down(lp->heap, lp->heap_len, i);
     }
+    heap_check(lp);
     for (size_t i = 0; i < k; i++) {
         Py_DECREF(dead[i]);
     }
@@ -460,18 +595,6 @@ debug_checks(tcg_LoopObject *lp, PyObject *callback, const char *method)
     return 0;
 }
 
-static int
-debug_source_traceback(tcg_LoopObject *lp, tcg_HandleObject *h)
-{
-    /* No C frames: extract_stack() starts at our Python caller. */
-    PyObject *tb = PyObject_CallNoArgs(lp->st->loop.extract_stack);
-    if (tb == NULL) {
-        return -1;
-    }
-    Py_XSETREF(h->source_tb, tb);
-    return 0;
-}
-
 /* Parse (callback, *args, context=None) from a fastcall vector that starts
  * at args[skip]. */
 static int
@@ -508,12 +631,11 @@ schedule_soon(tcg_LoopObject *lp, PyObject *callback, PyObject *const *args,
               Py_ssize_t nargs, PyObject *context, unsigned flags)
 {
     tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, callback,
-                                         args, nargs, context, false);
+                                         args, nargs, context, flags, 0.0);
     if (h == NULL) {
         return NULL;
     }
-    h->flags |= flags;
-    if (TCG_UNLIKELY(lp->debug) && debug_source_traceback(lp, h) < 0) {
+    if (TCG_UNLIKELY(lp->debug) && tcg_handle_capture_source(lp->st, h) < 0) {
         Py_DECREF(h);
         return NULL;
     }
@@ -531,13 +653,13 @@ schedule_at(tcg_LoopObject *lp, double when, PyObject *callback,
             unsigned flags)
 {
     tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, callback,
-                                         args, nargs, context, true);
+                                         args, nargs, context,
+                                         flags | TCG_H_TIMER, when);
     if (h == NULL) {
         return NULL;
     }
-    h->when = when;
-    h->flags |= flags;
-    if ((TCG_UNLIKELY(lp->debug) && debug_source_traceback(lp, h) < 0) ||
+    if ((TCG_UNLIKELY(lp->debug) &&
+         tcg_handle_capture_source(lp->st, h) < 0) ||
         heap_push(lp, h) < 0) {
         Py_DECREF(h);
         return NULL;
@@ -553,7 +675,7 @@ tcg_loop_call_soon(tcg_state *st, PyObject *loop, PyObject *fn,
     if (check_closed(lp) < 0) {
         return -1;
     }
-    tcg_HandleObject *h = tcg_handle_new(st, loop, fn, &arg, 1, ctx, false);
+    tcg_HandleObject *h = tcg_handle_new(st, loop, fn, &arg, 1, ctx, 0, 0.0);
     if (h == NULL) {
         return -1;
     }
@@ -664,6 +786,20 @@ loop_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
                        nargs - 2, context, 0);
 }
 
+/* Tornado binds every callback with functools.partial(callback, ...)
+ * before it schedules it, so a non-callable fails at once, even on a
+ * closed loop, with partial's message. */
+static inline int
+check_tornado_callable(PyObject *callback)
+{
+    /* PyCallable_Check() without the call: callback is never NULL. */
+    if (TCG_UNLIKELY(Py_TYPE(callback)->tp_call == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "the first argument must be callable");
+        return -1;
+    }
+    return 0;
+}
+
 /* Tornado's IOLoop.add_callback(callback, *args, **kwargs): safe from any
  * thread; run under _run_callback's rules; dropped quietly once the loop is
  * closed (Tornado swallows that RuntimeError). */
@@ -678,13 +814,19 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
                         "add_callback() missing a callback argument");
         return NULL;
     }
+    if (check_tornado_callable(args[0]) < 0) {
+        return NULL;
+    }
     if (lp->closed) {
         Py_RETURN_NONE;
     }
     PyObject *res;
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        if (TCG_UNLIKELY(lp->st->cleared)) {
+            Py_RETURN_NONE;   /* see below; and functools.partial is gone */
+        }
         /* Cold: bind the keywords with functools.partial, as Tornado does. */
-        PyObject *p = PyObject_Vectorcall(lp->st->loop.partial, args,
+        PyObject *p = PyObject_Vectorcall(lp->st->loop.handle.partial, args,
                                           nargs, kwnames);
         if (p == NULL) {
             return NULL;
@@ -697,6 +839,13 @@ loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
                             TCG_H_TORNADO);
     }
     if (res == NULL) {
+        if (lp->st->cleared) {
+            /* Interpreter exit cleared the module: a loop that can no
+             * longer make handles is as good as closed, and Tornado drops
+             * callbacks for a closed loop quietly. */
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
         return NULL;
     }
     Py_DECREF(res);
@@ -710,7 +859,11 @@ static PyObject *
 tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (check_closed(lp) < 0) {
+    if (check_tornado_callable(args[1]) < 0 || check_closed(lp) < 0) {
+        return NULL;
+    }
+    if (TCG_UNLIKELY(lp->st->cleared)) {
+        tcg_state_gone();   /* before functools.partial, which is gone too */
         return NULL;
     }
     double now = monotonic_now();
@@ -722,7 +875,7 @@ tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
                            TCG_H_TORNADO);
     }
     /* Cold: bind the keywords with functools.partial, as Tornado does. */
-    PyObject *p = PyObject_Vectorcall(lp->st->loop.partial, args + 1,
+    PyObject *p = PyObject_Vectorcall(lp->st->loop.handle.partial, args + 1,
                                       nargs - 1, kwnames);
     if (p == NULL) {
         return NULL;
@@ -774,8 +927,11 @@ static PyObject *
 loop_remove_timeout(PyObject *self, PyObject *handle)
 {
     tcg_state *st = LOOP(self)->st;
-    if (PyObject_TypeCheck(handle, st->loop.HandleType)) {
-        tcg_handle_cancel((tcg_HandleObject *)handle);
+    if (!st->cleared &&
+        PyObject_TypeCheck(handle, st->loop.handle.HandleType)) {
+        if (tcg_handle_cancel((tcg_HandleObject *)handle) < 0) {
+            return NULL;
+        }
         Py_RETURN_NONE;
     }
     return PyObject_CallMethod(handle, "cancel", NULL);
@@ -790,7 +946,12 @@ loop_time(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 loop_create_future(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return (PyObject *)tcg_future_new(LOOP(self)->st, self);
+    tcg_state *st = LOOP(self)->st;
+    if (TCG_UNLIKELY(st->cleared)) {
+        tcg_state_gone();   /* tcg_future_new() needs the live state */
+        return NULL;
+    }
+    return (PyObject *)tcg_future_new(st, self);
 }
 
 static PyObject *
@@ -840,7 +1001,7 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
     /* The handle first: allocating may run the GC, and finalizers may
      * add or remove fds (moving the table). */
     tcg_HandleObject *h = tcg_handle_new(lp->st, (PyObject *)lp, args[1],
-                                         args + 2, nargs - 2, NULL, false);
+                                         args + 2, nargs - 2, NULL, 0, 0.0);
     if (h == NULL) {
         return NULL;
     }
@@ -865,8 +1026,13 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (old != NULL) {
-        tcg_handle_cancel(old);
+        /* As asyncio's _add_reader: the new handle is registered even if
+         * cancelling the old one raises (debug mode's repr). */
+        int rc = tcg_handle_cancel(old);
         Py_DECREF(old);
+        if (rc < 0) {
+            return NULL;
+        }
     }
     return Py_NewRef(h);
 }
@@ -892,8 +1058,11 @@ remove_io(tcg_LoopObject *lp, PyObject *fdobj, bool writer)
     if (old == NULL) {
         Py_RETURN_FALSE;
     }
-    tcg_handle_cancel(old);
+    int rc = tcg_handle_cancel(old);
     Py_DECREF(old);
+    if (rc < 0) {
+        return NULL;
+    }
     Py_RETURN_TRUE;
 }
 
@@ -978,7 +1147,7 @@ dispatch_events(tcg_LoopObject *lp, int n)
                 continue;
             }
             todo[k] = NULL;
-            if (h->flags & TCG_H_CANCELLED) {
+            if (tcg_handle_cancelled(h)) {
                 /* Cancelled through its handle: unregister, as asyncio.
                  * Releasing the other handle may have run code that closed
                  * the loop (emptying the table): look again. */
@@ -1098,6 +1267,8 @@ loop_run_once(tcg_LoopObject *lp)
     tcg_state *st = lp->st;
     double now = monotonic_now();
     lp->iterations++;
+    ring_check(lp);
+    heap_check(lp);
 
     if (lp->heap_cancelled > TCG_PURGE_MIN &&
         lp->heap_cancelled * 2 > lp->heap_len) {
@@ -1106,7 +1277,7 @@ loop_run_once(tcg_LoopObject *lp)
         }
     }
     /* Drop cancelled timers at the head so they do not set the timeout. */
-    while (lp->heap_len > 0 && (lp->heap[0].h->flags & TCG_H_CANCELLED)) {
+    while (lp->heap_len > 0 && tcg_handle_cancelled(lp->heap[0].h)) {
         Py_DECREF(heap_pop(lp));
     }
 
@@ -1139,7 +1310,7 @@ loop_run_once(tcg_LoopObject *lp)
     double end = now + 1e-9;
     while (lp->heap_len > 0 && lp->heap[0].when <= end) {
         tcg_HandleObject *h = heap_pop(lp);
-        if (h->flags & TCG_H_CANCELLED) {
+        if (tcg_handle_cancelled(h)) {
             Py_DECREF(h);
             continue;
         }
@@ -1149,11 +1320,13 @@ loop_run_once(tcg_LoopObject *lp)
     }
 
     /* Run what is ready now; what they schedule waits for the next turn. */
+    ring_check(lp);
+    heap_check(lp);
     size_t ntodo = lp->ring_len;
     for (size_t i = 0; i < ntodo && lp->ring_len > 0; i++) {
         tcg_HandleObject *h = ring_pop(lp);
         int rc = 0;
-        if (!(h->flags & TCG_H_CANCELLED)) {
+        if (!tcg_handle_cancelled(h)) {
             rc = TCG_UNLIKELY(lp->debug) ? run_handle_debug(lp, h)
                                          : tcg_handle_run(st, h);
         }
@@ -1190,6 +1363,12 @@ begin_running(tcg_LoopObject *lp)
     if (lp->running) {
         PyErr_SetString(PyExc_RuntimeError,
                         "This event loop is already running");
+        return -1;
+    }
+    /* Once per run: a running loop keeps its module alive (it is on the
+     * stack), so the state cannot be cleared under an iteration. */
+    if (TCG_UNLIKELY(lp->st->cleared)) {
+        tcg_state_gone();
         return -1;
     }
     lp->running = true;
@@ -1293,10 +1472,16 @@ loop_release(tcg_LoopObject *lp, bool fds)
     }
 
     for (size_t i = 0; i < ring_len; i++) {
+        TCG_ASSERT(ring[(ring_head + i) & (ring_cap - 1)] != NULL);
         Py_DECREF(ring[(ring_head + i) & (ring_cap - 1)]);
     }
+    /* Every timer leaves the heap before any is released: a release may
+     * run code that cancels another, which must not count it as a
+     * cancelled timer of (what is now) an empty heap. */
     for (size_t i = 0; i < heap_len; i++) {
-        heap[i].h->flags &= ~TCG_H_SCHEDULED;
+        tcg_handle_set_scheduled(heap[i].h, false);
+    }
+    for (size_t i = 0; i < heap_len; i++) {
         Py_DECREF(heap[i].h);
     }
     for (size_t i = 0; i < nfds; i++) {
@@ -1330,7 +1515,7 @@ loop_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(lp->module);
     for (size_t i = 0; i < lp->ring_len; i++) {
-        Py_VISIT(lp->ring[(lp->ring_head + i) & (lp->ring_cap - 1)]);
+        Py_VISIT(RING_AT(lp, i));
     }
     for (size_t i = 0; i < lp->heap_len; i++) {
         Py_VISIT(lp->heap[i].h);
@@ -1547,6 +1732,8 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
     st->loop.LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &loop_spec,
                                                                  NULL);
     if (st->loop.LoopType == NULL ||
+        (st->loop.str_log_slow =
+             PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
         PyModule_AddType(m, st->loop.LoopType) < 0) {
         return -1;
     }
@@ -1557,17 +1744,13 @@ int
 tcg_loop_traverse(tcg_state *st, visitproc visit, void *arg)
 {
     Py_VISIT(st->loop.LoopType);
-    Py_VISIT(st->loop.HandleType);
-    Py_VISIT(st->loop.TimerHandleType);
-    Py_VISIT(st->loop.partial);
-    Py_VISIT(st->loop.format_cb_source);
-    Py_VISIT(st->loop.extract_stack);
-    return 0;
+    return tcg_handle_traverse(st, visit, arg);
 }
 
 void
 tcg_loop_clear(tcg_state *st)
 {
     Py_CLEAR(st->loop.LoopType);
+    Py_CLEAR(st->loop.str_log_slow);
     tcg_handle_clear(st);
 }

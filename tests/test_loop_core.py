@@ -56,18 +56,6 @@ def test_callbacks_added_while_running_wait_for_next_iteration(loop):
     assert order[2][1] == order[0][1] + 1
 
 
-def test_handle_cancel(loop):
-    seen = []
-    h = loop.call_soon(seen.append, 1)
-    assert isinstance(h, _core.Handle)
-    assert not h.cancelled()
-    h.cancel()
-    assert h.cancelled()
-    loop._run_once()
-    assert seen == []
-    assert "cancelled" in repr(h)
-
-
 def test_call_soon_context(loop):
     var = contextvars.ContextVar("var", default="outer")
     ctx = contextvars.copy_context()
@@ -107,14 +95,6 @@ def test_timers_by_deadline_then_fifo(loop):
     loop.call_at(now + 0.04, loop.stop)
     loop.run_forever()
     assert seen == ["a1", "a2", "b", "c"]
-
-
-def test_timer_handle(loop):
-    h = loop.call_later(10, print)
-    assert isinstance(h, _core.TimerHandle)
-    assert abs(h.when() - (loop.time() + 10)) < 1
-    h.cancel()
-    assert h.cancelled()
 
 
 def test_time_is_monotonic_clock(loop):
