@@ -275,18 +275,20 @@ tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
         else {
             res = PyObject_CallNoArgs(cb);
         }
+        if (res != NULL && tornado && res != Py_None) {
+            /* Tornado: a returned awaitable is awaited, its failure
+             * logged; still in the callback's context, so that the Task
+             * a native coroutine becomes runs in it too. */
+            PyObject *r2 = PyObject_CallMethodOneArg(
+                h->loop, st->loop.handle.str_run_callback_result, res);
+            Py_DECREF(res);
+            res = r2;
+        }
         if (ctx != NULL && PyContext_Exit(ctx) < 0) {
             Py_CLEAR(res);
         }
     }
 
-    if (res != NULL && tornado && res != Py_None) {
-        /* Tornado: a returned awaitable is awaited, its failure logged. */
-        PyObject *r2 = PyObject_CallMethodOneArg(
-            h->loop, st->loop.handle.str_run_callback_result, res);
-        Py_DECREF(res);
-        res = r2;
-    }
     if (res == NULL) {
         if (is_fatal_exception()) {
             rc = -1;
@@ -383,18 +385,17 @@ handle_dealloc(tcg_HandleObject *h)
     {                                                                   \
         if (TCG_UNLIKELY(nargs != 0 || (kwnames != NULL &&              \
                                         PyTuple_GET_SIZE(kwnames)))) {  \
-            return no_arguments(#fn);                                   \
+            return no_arguments(#fn, nargs, kwnames);                   \
         }                                                               \
         return fn##_impl(h, cls);                                       \
     }                                                                   \
     static PyObject *fn##_impl(tcg_HandleObject *h, PyTypeObject *cls)
 
 static PyObject *
-no_arguments(const char *fn)
+no_arguments(const char *fn, Py_ssize_t nargs, PyObject *kwnames)
 {
-    /* fn is "handle_<name>" */
-    PyErr_Format(PyExc_TypeError, "%s() takes no arguments",
-                 fn + sizeof("handle_") - 1);
+    /* fn is "handle_<name>": the error names the method. */
+    (void)tcg_check_noargs(fn + sizeof("handle_") - 1, nargs, kwnames);
     return NULL;
 }
 

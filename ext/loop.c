@@ -94,24 +94,9 @@ typedef struct {
  * With TCG_DEBUG (setup.py: TCG_DEBUG=1 or TCG_SANITIZE=1) the ring and
  * the heap are checked where they change: O(1) (or one sift path) on each
  * push and pop, the whole structure once per iteration, after a purge or a
- * growth.  A broken invariant aborts with the condition and the line.
- * Release builds compile all of it away.
+ * growth, with tcg.h's TCG_ASSERT: a broken invariant aborts with the
+ * condition and the line.  Release builds compile all of it away.
  */
-#ifdef TCG_DEBUG
-#  define TCG_ASSERT(cond)                                              \
-    ((cond) ? (void)0 : loop_assert_failed(#cond, __func__, __LINE__))
-
-_Noreturn static void
-loop_assert_failed(const char *cond, const char *func, int line)
-{
-    fprintf(stderr, "tornado_cgen loop.c:%d: %s: invariant failed: %s\n",
-            line, func, cond);
-    fflush(stderr);
-    abort();
-}
-#else
-#  define TCG_ASSERT(cond) ((void)0)
-#endif
 
 static inline double
 monotonic_now(void)

@@ -8,6 +8,18 @@
  */
 #include "tcg.h"
 
+#ifdef TCG_DEBUG
+void
+tcg_assert_failed(const char *cond, const char *file, int line,
+                  const char *func)
+{
+    fprintf(stderr, "tornado_cgen %s:%d: %s: invariant failed: %s\n",
+            file, line, func, cond);
+    fflush(stderr);
+    abort();
+}
+#endif
+
 tcg_state *
 tcg_state_gone(void)
 {

@@ -41,10 +41,14 @@ tcg_context_is_current(PyObject *ctx)
 }
 
 /* Invariant checks: on in debug builds (TCG_DEBUG=1 or TCG_SANITIZE=1 at
- * build time), compiled out otherwise. */
+ * build time), where a broken one aborts naming the condition and the
+ * line; compiled away otherwise. */
 #ifdef TCG_DEBUG
-#  include <assert.h>
-#  define TCG_ASSERT(cond) assert(cond)
+_Noreturn void tcg_assert_failed(const char *cond, const char *file,
+                                 int line, const char *func);
+#  define TCG_ASSERT(cond)                                               \
+    ((cond) ? (void)0                                                    \
+            : tcg_assert_failed(#cond, __FILE__, __LINE__, __func__))
 #else
 #  define TCG_ASSERT(cond) ((void)0)
 #endif

@@ -64,7 +64,7 @@ def test_run_takes_the_state_from_its_class(loop):
         h._run()
         with pytest.raises(TypeError, match="no arguments"):
             h._run(1)
-        with pytest.raises(TypeError, match="no arguments"):
+        with pytest.raises(TypeError, match="no keyword arguments"):
             h._run(x=1)
         h.cancel()
         h._run()   # cancelled: nothing

@@ -928,3 +928,32 @@ def test_current_after_the_current_loop_closed(impl):
             io.close()
         finally:
             asyncio.set_event_loop(None)
+
+
+def test_callbacks_and_their_coroutines_run_in_the_callers_context(io):
+    # add_callback copies the caller's context; a native coroutine that a
+    # callback returns becomes a Task in that same context.
+    import contextvars
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    async def native(tag):
+        seen.append((tag, var.get()))
+
+    def plain(tag):
+        seen.append((tag, var.get()))
+
+    async def main():
+        var.set("caller")
+        io.add_callback(native, "add_callback")
+        io.spawn_callback(native, "spawn_callback")
+        io.add_callback(plain, "plain")
+        io.call_later(0, native, "call_later")
+        io.add_timeout(datetime.timedelta(0), native, "add_timeout")
+        for _ in range(5):
+            await asyncio.sleep(0.001)
+
+    io.run_sync(main)
+    assert sorted(seen) == sorted(
+        (tag, "caller") for tag in ("add_callback", "spawn_callback", "plain",
+                                    "call_later", "add_timeout"))
