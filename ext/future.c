@@ -127,13 +127,10 @@ tcg_future_new(tcg_state *st, PyObject *loop)
         return NULL;
     }
     PyTypeObject *tp = st->fut.FutureType;
-    tcg_FutureObject *fut = st->fut.freelist;
+    tcg_FutureObject *fut =
+        (tcg_FutureObject *)tcg_freelist_pop(&st->fut.freelist, tp);
     if (fut != NULL) {
         /* A recycled future: dealloc left every field NULL or zero. */
-        st->fut.freelist = (tcg_FutureObject *)fut->loop;
-        st->fut.freelist_len--;
-        fut->loop = NULL;
-        (void)PyObject_Init((PyObject *)fut, tp);   /* refcount 1, type ref */
         PyObject_GC_Track(fut);
     }
     else {
@@ -1111,19 +1108,14 @@ future_dealloc(PyObject *self)
     }
     future_clear(fut);
 
-    /* Recycle exact Futures, linked through `loop`.  One whose finalizer
-     * ever ran keeps the GC's "finalized" mark, which the API cannot reset,
-     * so it is freed instead.  At interpreter exit (no state) nothing is
-     * recycled: the freelist has been emptied for good. */
+    /* Recycle exact Futures.  One whose finalizer ever ran keeps the GC's
+     * "finalized" mark, which the API cannot reset, so it is freed
+     * instead.  At interpreter exit (no state) nothing is recycled: the
+     * freelist has been emptied for good. */
     tcg_state *st = tcg_state_from_type(tp);
-    if (st != NULL && tp == st->fut.FutureType &&
-        st->fut.freelist_len < TCG_FUTURE_FREELIST_MAX &&
-        !PyObject_GC_IsFinalized(self)) {
-        fut->loop = (PyObject *)st->fut.freelist;
-        st->fut.freelist = fut;
-        st->fut.freelist_len++;
-    }
-    else {
+    if (st == NULL || tp != st->fut.FutureType ||
+        PyObject_GC_IsFinalized(self) ||
+        !tcg_freelist_push(&st->fut.freelist, self)) {
         tp->tp_free(self);
     }
     Py_DECREF(tp);
@@ -1491,13 +1483,7 @@ void
 tcg_future_clear(tcg_state *st)
 {
     tcg_future_state *fs = &st->fut;
-    while (fs->freelist != NULL) {
-        tcg_FutureObject *fut = fs->freelist;
-        fs->freelist = (tcg_FutureObject *)fut->loop;
-        fut->loop = NULL;
-        PyObject_GC_Del(fut);
-    }
-    fs->freelist_len = 0;
+    tcg_freelist_clear(&fs->freelist);
     Py_CLEAR(fs->FutureType);
     Py_CLEAR(fs->FutureIterType);
     Py_CLEAR(fs->future_repr);

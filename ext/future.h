@@ -39,16 +39,12 @@ typedef struct {
     PyObject *future_repr;        /* asyncio.base_futures._future_repr */
     PyObject *future_repr_info;   /* asyncio.base_futures._future_repr_info */
     PyObject *extract_stack;      /* asyncio.format_helpers.extract_stack */
-    /* Recycled exact Futures (LIFO), linked through their `loop` field. */
-    tcg_FutureObject *freelist;
-    int freelist_len;
+    tcg_freelist freelist;        /* recycled exact Futures */
     PyObject *str_loop;           /* "loop" */
     PyObject *str_pending;        /* "PENDING" */
     PyObject *str_cancelled;      /* "CANCELLED" */
     PyObject *str_finished;       /* "FINISHED" */
 } tcg_future_state;
-
-#define TCG_FUTURE_FREELIST_MAX 256
 
 #define tcg_Future_CheckExact(st, op) Py_IS_TYPE((op), (st)->fut.FutureType)
 #define tcg_Future_Check(st, op) PyObject_TypeCheck((op), (st)->fut.FutureType)

@@ -11,8 +11,6 @@
  */
 #include "tcg.h"
 
-#define FREELIST_MAX ((int)(sizeof(((tcg_handle_state *)0)->freelist[0]) / \
-                            sizeof(tcg_HandleObject *)))
 
 /* ---- construction ------------------------------------------------------ */
 
@@ -50,15 +48,10 @@ tcg_handle_new(tcg_state *st, PyObject *loop, PyObject *callback,
 
     tcg_HandleObject *h;
     tcg_handle_state *ls = &st->loop.handle;
-    int kind = timer ? 1 : 0;
-    if (ls->nfree[kind] > 0) {
-        h = ls->freelist[kind][--ls->nfree[kind]];
-        PyObject_Init((PyObject *)h,
-                      timer ? ls->TimerHandleType : ls->HandleType);
-    }
-    else {
-        h = PyObject_GC_New(tcg_HandleObject,
-                            timer ? ls->TimerHandleType : ls->HandleType);
+    PyTypeObject *tp = timer ? ls->TimerHandleType : ls->HandleType;
+    h = (tcg_HandleObject *)tcg_freelist_pop(&ls->freelist[timer], tp);
+    if (h == NULL) {
+        h = PyObject_GC_New(tcg_HandleObject, tp);
         if (h == NULL) {
             Py_XDECREF(argtuple);
             Py_DECREF(context);
@@ -363,10 +356,7 @@ handle_dealloc(tcg_HandleObject *h)
     int kind = ls == NULL ? -1
              : tp == ls->HandleType ? 0
              : tp == ls->TimerHandleType ? 1 : -1;
-    if (kind >= 0 && ls->nfree[kind] < FREELIST_MAX) {
-        ls->freelist[kind][ls->nfree[kind]++] = h;
-    }
-    else {
+    if (kind < 0 || !tcg_freelist_push(&ls->freelist[kind], (PyObject *)h)) {
         tp->tp_free((PyObject *)h);
     }
     Py_DECREF(tp);
@@ -682,7 +672,6 @@ int
 tcg_handle_exec(PyObject *m, tcg_state *st)
 {
     tcg_handle_state *ls = &st->loop.handle;
-    ls->nfree[0] = ls->nfree[1] = 0;
     ls->HandleType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &handle_spec,
                                                               NULL);
     if (ls->HandleType == NULL) {
@@ -755,9 +744,7 @@ tcg_handle_clear(tcg_state *st)
 {
     tcg_handle_state *ls = &st->loop.handle;
     for (int kind = 0; kind < 2; kind++) {
-        while (ls->nfree[kind] > 0) {
-            PyObject_GC_Del(ls->freelist[kind][--ls->nfree[kind]]);
-        }
+        tcg_freelist_clear(&ls->freelist[kind]);
     }
     Py_CLEAR(ls->HandleType);
     Py_CLEAR(ls->TimerHandleType);

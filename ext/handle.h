@@ -51,12 +51,7 @@ typedef struct {
     PyObject *str_run_callback_result;  /* "_tornado_callback_result" */
     PyObject *str_handle;           /* "handle" */
 
-    /* LIFO freelists of Handle and TimerHandle objects (untracked,
-     * refcount 0, no type reference): [0] plain handles, [1] timers.
-     * Emptied by tcg_handle_clear(); nothing is pushed once the state is
-     * cleared. */
-    tcg_HandleObject *freelist[2][256];
-    int nfree[2];
+    tcg_freelist freelist[2];     /* [0] Handles, [1] TimerHandles */
 } tcg_handle_state;
 
 /* A new handle for callback(*args); `args` borrowed, copied as needed.

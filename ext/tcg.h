@@ -57,6 +57,55 @@ _Noreturn void tcg_assert_failed(const char *cond, const char *file,
 #define TCG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TCG_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* ---- freelists ----------------------------------------------------------
+ *
+ * A LIFO stack of dead objects of one exact GC type, kept for reuse (the
+ * Future, Handle and TimerHandle types each have one in the module
+ * state).  An entry is untracked, has refcount 0 and NULL object fields,
+ * and holds no reference to its type.  The deallocator pushes (only while
+ * the state is live: at interpreter exit objects are freed), the
+ * constructor pops and revives, the module's clear frees what is left.
+ */
+#define TCG_FREELIST_MAX 256
+
+typedef struct {
+    int len;
+    PyObject *items[TCG_FREELIST_MAX];
+} tcg_freelist;
+
+/* A dead object of `tp`, revived (refcount 1, a reference to `tp`, not yet
+ * tracked: the caller fills its fields, then tracks it), or NULL if the
+ * list is empty. */
+static inline PyObject *
+tcg_freelist_pop(tcg_freelist *fl, PyTypeObject *tp)
+{
+    if (fl->len == 0) {
+        return NULL;
+    }
+    return PyObject_Init(fl->items[--fl->len], tp);
+}
+
+/* Keep `op` (untracked, cleared) if there is room: true if kept, else the
+ * caller frees it. */
+static inline bool
+tcg_freelist_push(tcg_freelist *fl, PyObject *op)
+{
+    if (fl->len == TCG_FREELIST_MAX) {
+        return false;
+    }
+    fl->items[fl->len++] = op;
+    return true;
+}
+
+/* Free every object kept (module clear). */
+static inline void
+tcg_freelist_clear(tcg_freelist *fl)
+{
+    while (fl->len > 0) {
+        PyObject_GC_Del(fl->items[--fl->len]);
+    }
+}
+
 /* ---- module state ------------------------------------------------------ */
 
 typedef struct tcg_state tcg_state;
