@@ -22,6 +22,8 @@ from collections.abc import Generator
 
 import pytest
 
+import conftest
+
 import tornado_cgen.concurrent as cgen_concurrent
 import tornado_cgen.gen as cgen_gen
 
@@ -82,29 +84,7 @@ def new_loop():
 def run(fn, *args):
     """Run ``fn(*args)`` (returning an awaitable) on a fresh loop of the
     implementation under test."""
-
-    async def main():
-        return await fn(*args)
-
-    # What asyncio.Runner (3.11+) does, spelled out so 3.10 runs it too.
-    loop = new_loop()
-    if _loop_factory is None:
-        asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        try:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(
-                    asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            if _loop_factory is None:
-                asyncio.set_event_loop(None)
-            loop.close()
+    return conftest.run(fn, *args, loop_factory=_loop_factory)
 
 
 def in_loop(fn):

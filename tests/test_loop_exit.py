@@ -21,83 +21,14 @@ import gc
 import importlib.util
 import inspect
 import os
-import re
-import subprocess
 import sys
-import textwrap
 import tracemalloc
 
 import pytest
 
 import tornado_cgen
 
-# The package under test, wherever it is installed (source tree or
-# site-packages), then whatever else this interpreter can import.
-_PKG_PARENT = os.path.dirname(os.path.dirname(
-    os.path.abspath(tornado_cgen.__file__)))
-
-
-def _child_env(devmode):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [_PKG_PARENT] + [p for p in sys.path if p and os.path.isdir(p)])
-    env.pop("PYTHONDEVMODE", None)
-    env.pop("PYTHONASYNCIODEBUG", None)
-    if devmode:
-        env["PYTHONDEVMODE"] = "1"
-    if _asan_loaded():
-        # Leak checking on; a leak report does not set the exit status
-        # (3.12 and 3.13 leak objects of their own at exit): the reports
-        # are read instead, and only those of ours fail the test.
-        opts = [o for o in env.get("ASAN_OPTIONS", "").split(":")
-                if o and not o.startswith("detect_leaks=")]
-        env["ASAN_OPTIONS"] = ":".join(opts + ["detect_leaks=1"])
-        lsan = [o for o in env.get("LSAN_OPTIONS", "").split(":")
-                if o and not o.startswith("exitcode=")]
-        env["LSAN_OPTIONS"] = ":".join(lsan + ["exitcode=0"])
-    return env
-
-
-def _asan_loaded():
-    try:
-        with open("/proc/self/maps") as f:
-            return "libasan" in f.read()
-    except OSError:
-        return False
-
-
-# Development mode makes asyncio warn about a loop that is never closed,
-# for its own loops as for ours: the one line allowed on stderr.
-_UNCLOSED = re.compile(r"^\S*: ResourceWarning: unclosed event loop <.*>$")
-
-
-def _our_leaks(stderr):
-    """LeakSanitizer reports whose allocation stack passes through us."""
-    blocks = re.split(r"\n(?=(?:Direct|Indirect) leak of )", stderr)
-    return [b for b in blocks if re.match(r"(Direct|Indirect) leak of ", b)
-            and ("_core." in b or "tcg_" in b)]
-
-
-def run_program(source, devmode=False):
-    source = textwrap.dedent(source)
-    proc = subprocess.run(
-        [sys.executable, "-c", source], env=_child_env(devmode),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        timeout=120)
-    stderr = proc.stderr
-    if _asan_loaded():
-        if "LeakSanitizer has encountered a fatal error" in stderr:
-            pytest.skip("LeakSanitizer cannot run here")
-        leaks = _our_leaks(stderr)
-        assert not leaks, "\n".join(leaks)
-        stderr = re.sub(r"(?s)\n?=+\n==\d+==ERROR: LeakSanitizer.*", "",
-                        stderr)
-    lines = [ln for ln in stderr.splitlines()
-             if not (devmode and _UNCLOSED.match(ln))]
-    assert proc.returncode == 0 and not lines, (
-        "exit status %d, stderr:\n%s" % (proc.returncode, stderr))
-    return proc.stdout
-
+from conftest import run_program
 
 def test_child_imports_the_package_under_test():
     out = run_program("import tornado_cgen; print(tornado_cgen.__file__)")
