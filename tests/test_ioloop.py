@@ -957,3 +957,19 @@ def test_callbacks_and_their_coroutines_run_in_the_callers_context(io):
     assert sorted(seen) == sorted(
         (tag, "caller") for tag in ("add_callback", "spawn_callback", "plain",
                                     "call_later", "add_timeout"))
+
+
+def test_run_sync_of_a_function_raising_a_base_exception(io):
+    # The loop reports the BaseException (it is not the function's
+    # outcome); with no future to cancel or return, run_sync's asserts
+    # fail, in the timeout callback and then in run_sync itself.
+    class Boom(BaseException):
+        pass
+
+    def func():
+        raise Boom()
+
+    io.asyncio_loop.set_exception_handler(lambda loop, ctx: None)
+    io.call_later(0.05, io.stop)
+    with pytest.raises(AssertionError):
+        io.run_sync(func, timeout=0.01)

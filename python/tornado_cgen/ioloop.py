@@ -231,6 +231,9 @@ class IOLoop:
         value), stop when that finishes and return its result.  After
         ``timeout`` seconds the future is cancelled and TimeoutError
         raised."""
+        # func's future, and whether the timeout fired.  Where func raised
+        # a BaseException (which the loop reports), there is no future:
+        # the asserts fail then, as Tornado's do.
         state = {"future": None, "timed_out": False}
 
         def run():
@@ -240,21 +243,23 @@ class IOLoop:
                     result = gen.convert_yielded(result)
             except Exception as e:
                 fut = Future()
-                fut.set_exception(e)
                 state["future"] = fut
+                fut.set_exception(e)
             else:
                 if is_future(result):
                     state["future"] = result
                 else:
                     fut = Future()
-                    fut.set_result(result)
                     state["future"] = fut
+                    fut.set_result(result)
+            assert state["future"] is not None
             self.add_future(state["future"], lambda f: self.stop())
 
         self.add_callback(run)
         if timeout is not None:
             def on_timeout():
                 state["timed_out"] = True
+                assert state["future"] is not None
                 if not state["future"].cancel():
                     self.stop()
             handle = self.add_timeout(self.time() + timeout, on_timeout)
@@ -262,7 +267,8 @@ class IOLoop:
         if timeout is not None:
             self.remove_timeout(handle)
         fut = state["future"]
-        if fut is None or fut.cancelled() or not fut.done():
+        assert fut is not None
+        if fut.cancelled() or not fut.done():
             if state["timed_out"]:
                 raise TimeoutError(
                     "Operation timed out after %s seconds" % timeout)
