@@ -17,19 +17,13 @@ import weakref
 
 import pytest
 
-from conftest import run_briefly
+from conftest import run_briefly, skip_tornado_before_6_6
 
 import tornado_cgen.concurrent as tcg_concurrent
 
 var = contextvars.ContextVar("var", default="unset")
 
 
-def skip_tornado_before_6_6(impl):
-    if impl.name == "tornado":
-        import tornado
-        if tornado.version_info < (6, 6):
-            pytest.skip("Tornado %s does not do this yet (6.6 does)"
-                        % tornado.version)
 
 
 class TestFutureRules:

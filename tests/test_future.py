@@ -52,7 +52,7 @@ def test_add_done_callback_fn_is_positional_only(future_type, tcg_loop):
 
 @pytest.mark.parametrize("call", [
     lambda f: f.result(1),
-    lambda f: f.exception(x=1),
+    lambda f: f.exception(1),
     lambda f: f.set_result(),
     lambda f: f.set_result(1, 2),
     lambda f: f.set_exception(),

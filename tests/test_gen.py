@@ -797,11 +797,8 @@ def _tornado_before_6_6():
 
 
 def skip_tornado_before_6_6(impl):
-    """Tornado before 6.6 hangs when a yielded future is cancelled (its
-    issue 3537): the oracle can only check this on 6.6+ (Python 3.11+)."""
-    if impl.name == "tornado" and _tornado_before_6_6():
-        import tornado
-        pytest.skip("Tornado %s hangs here (its issue 3537)" % tornado.version)
+    conftest.skip_tornado_before_6_6(
+        impl, "it hangs when a yielded future is cancelled (its issue 3537)")
 
 
 def test_cancelled_future_thrown_in_and_catchable(impl):

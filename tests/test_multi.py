@@ -11,7 +11,7 @@ import traceback
 
 import pytest
 
-from conftest import run
+from conftest import run, skip_tornado_before_6_6
 
 
 def capture_loop_errors(loop):
@@ -85,6 +85,9 @@ def test_cancelled_multi_filters_later_failures(impl, caplog):
 
 
 def test_cancelled_child_is_a_failure_not_a_cancel(impl):
+    skip_tornado_before_6_6(impl, "a cancelled child fails the multi "
+                            "(6.5's escaped its callback)")
+
     async def main():
         loop = asyncio.get_running_loop()
         f, g = loop.create_future(), loop.create_future()

@@ -16,7 +16,7 @@ from tornado_cgen import _core, gen
 from tornado_cgen._core import Runner
 from tornado_cgen.concurrent import Future
 
-from conftest import run, run_program
+from conftest import run, run_program, run_python
 
 
 class EagerFuture(asyncio.Future):
@@ -131,6 +131,14 @@ loop.run_until_complete(main())
 @pytest.mark.parametrize("name", sorted(EXIT_PROGRAMS))
 @pytest.mark.parametrize("dev", [False, True], ids=["", "devmode"])
 def test_interpreter_exit_with_live_coroutines(name, dev):
+    if name.startswith("asyncio loop") and dev:
+        # asyncio's own loop left unclosed must exit cleanly first (3.13's
+        # __del__ fails at exit in development mode, without us).
+        control = run_python("import asyncio\nloop = asyncio.new_event_loop()",
+                             options=("-X", "dev"))
+        if "Traceback" in control.stderr:
+            pytest.skip("asyncio's own unclosed loop does not exit cleanly "
+                        "in development mode on this Python")
     run_program(EXIT_PROGRAMS[name], devmode=dev)
 
 

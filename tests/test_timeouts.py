@@ -17,6 +17,8 @@ import re
 
 import pytest
 
+import conftest
+
 APP_LOG = "tornado.application"
 NOW = datetime.timedelta(seconds=0)
 
@@ -57,10 +59,7 @@ def run(request, impl):
 
 
 def _skip_tornado_before_6_6(impl, what):
-    if impl.name == "tornado":
-        import tornado
-        if tornado.version_info < (6, 6):
-            pytest.skip("Tornado %s: %s is 6.6's" % (tornado.version, what))
+    conftest.skip_tornado_before_6_6(impl, "%s is 6.6's" % what)
 
 
 async def _iterations(n=5):
