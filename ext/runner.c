@@ -481,6 +481,9 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
     if (results == NULL) {
         return -1;
     }
+    /* Hidden from the collector until full: a result() call runs Python
+     * code, which must not reach (gc.get_objects()) a list holding NULLs. */
+    PyObject_GC_UnTrack(results);
     for (Py_ssize_t i = 0; i < n; i++) {
         /* Strong: a result() call may run code that mutates the list. */
         PyObject *f = Py_NewRef(PyList_GET_ITEM(futs, i));
@@ -531,6 +534,7 @@ multi_results(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet,
         tcg_log_current_exception(st, st->c.app_log,
                                   "Multiple exceptions in yield list", NULL);
     }
+    PyObject_GC_Track(results);
     if (first_exc != NULL) {
         Py_DECREF(results);
         PyException_SetTraceback(first_exc, first_tb ? first_tb : Py_None);

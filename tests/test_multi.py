@@ -255,3 +255,25 @@ def test_shared_exception_keeps_the_first_childs_traceback(impl):
 
     names = run(main)
     assert "raiser_one" in names and "raiser_two" not in names, names
+
+
+def test_results_list_never_seen_half_built(impl):
+    # A child's result() runs Python code while multi gathers the results:
+    # the list being filled (NULL slots) must not be reachable through
+    # gc.get_objects() (it crashed on indexing).
+    import gc
+
+    class Peek(concurrent.futures.Future):
+        def result(self, timeout=None):
+            for o in gc.get_objects():
+                if type(o) is list and len(o) == 2:
+                    o[0], o[1]
+            return super().result(timeout)
+
+    async def main():
+        a, b = Peek(), Peek()
+        a.set_result(1)
+        b.set_result(2)
+        assert impl.gen.multi([a, b]).result() == [1, 2]
+
+    run(main)
