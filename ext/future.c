@@ -227,7 +227,7 @@ future_ensure_initialized(tcg_FutureObject *fut)
 
 /* As asyncio's C Future (the one Tornado uses) words it. */
 static PyObject *
-future_invalid_state(tcg_state *st, tcg_FutureObject *fut)
+future_invalid_state(tcg_state *st)
 {
     PyErr_SetString(st->c.InvalidStateError, "invalid state");
     return NULL;
@@ -240,7 +240,7 @@ tcg_future_set_result(tcg_state *st, tcg_FutureObject *fut, PyObject *res)
         return -1;
     }
     if (fut->status != TCG_FUT_PENDING) {
-        future_invalid_state(st, fut);
+        future_invalid_state(st);
         return -1;
     }
     fut->result = Py_NewRef(res);
@@ -255,7 +255,7 @@ tcg_future_set_exception(tcg_state *st, tcg_FutureObject *fut, PyObject *exc)
         return -1;
     }
     if (fut->status != TCG_FUT_PENDING) {
-        future_invalid_state(st, fut);
+        future_invalid_state(st);
         return -1;
     }
     PyObject *val;
@@ -266,7 +266,7 @@ tcg_future_set_exception(tcg_state *st, tcg_FutureObject *fut, PyObject *exc)
         }
         if (fut->status != TCG_FUT_PENDING) {   /* the call re-entered */
             Py_DECREF(val);
-            future_invalid_state(st, fut);
+            future_invalid_state(st);
             return -1;
         }
     }

@@ -57,8 +57,11 @@ tcg_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
                      nargs);
         return -1;
     }
-    bool given[16] = {false};
-    assert(n <= 16);
+    bool given[16] = {false};   /* our functions take a handful */
+    if (n > 16) {
+        PyErr_Format(PyExc_SystemError, "%s(): too many parameters", fname);
+        return -1;
+    }
     for (Py_ssize_t i = 0; i < nargs; i++) {
         out[i] = args[i];
         given[i] = true;

@@ -698,15 +698,16 @@ multi_wait(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet)
     w->keys = Py_XNewRef(keys);
     w->quiet = Py_NewRef(quiet);
     w->unfinished = PySet_New(NULL);
-    w->future = (PyObject *)tcg_future_new(st, NULL);
+    w->future = w->unfinished ? (PyObject *)tcg_future_new(st, NULL) : NULL;
     PyObject_GC_Track(w);
     if (w->unfinished == NULL || w->future == NULL) {
         goto fail;
     }
     PyObject *fut = Py_NewRef(w->future);
-    /* Collect the distinct pending children first, then register: a
-     * registration never runs the waiter synchronously (callbacks are
-     * scheduled), but keep the set complete before anything can. */
+    /* Collect the distinct pending children first, then register: our
+     * futures and asyncio's schedule the waiter, but a duck-typed child may
+     * call it from its add_done_callback, so the set is complete before
+     * any registration. */
     Py_ssize_t n = PyList_GET_SIZE(futs);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *f = PyList_GET_ITEM(futs, i);
@@ -1483,12 +1484,14 @@ typedef struct {
     PyObject *weakreflist;
 } WrapperObject;
 
-/* The wrapper's live state, or NULL with RuntimeError set (exit). */
+/* The wrapper's live state, or NULL with RuntimeError set: at exit, once
+ * the module or the wrapper itself (tp_clear) has been cleared. */
 static inline tcg_state *
 wrapper_state(PyObject *self)
 {
-    tcg_state *st = ((WrapperObject *)self)->st;
-    return TCG_LIKELY(!st->cleared) ? st : tcg_state_gone();
+    WrapperObject *w = (WrapperObject *)self;
+    return TCG_LIKELY(!w->st->cleared && w->func != NULL) ? w->st
+                                                         : tcg_state_gone();
 }
 
 typedef WrapperObject CoroutineObject;   /* func: the decorated function */
@@ -1509,8 +1512,8 @@ wrapper_clear(WrapperObject *w)
 {
     Py_CLEAR(w->func);
     Py_CLEAR(w->dict);
-    /* The module (and `st`) are kept until dealloc: a cleared wrapper may
-     * still be called, and then says the module is gone. */
+    /* The module (and `st`) are kept until dealloc: a cleared wrapper
+     * that is still called says it is gone (wrapper_state). */
     return 0;
 }
 
@@ -1775,6 +1778,9 @@ convert_getattro(PyObject *self, PyObject *name)
         return res;
     }
     PyErr_Clear();
+    if (wrapper_state(self) == NULL) {
+        return NULL;
+    }
     return PyObject_GetAttr(((ConvertObject *)self)->func, name);
 }
 
@@ -1849,7 +1855,8 @@ static PyMethodDef runner_functions[] = {
      "Make coroutines return factory() futures (None: our Future)."},
     {"_gen_setup", gen_setup, METH_VARARGS,
      "Used once by tornado_cgen.gen: register Return, moment, "
-     "_null_future, convert_yielded and the concurrent-future wrapper."},
+     "_null_future, convert_yielded and the wrappers of concurrent futures "
+     "and awaitables."},
     {"multi", (PyCFunction)(void (*)(void))gen_multi,
      METH_FASTCALL | METH_KEYWORDS,
      "multi($module, /, children, quiet_exceptions=())\n--\n\n"
