@@ -18,11 +18,9 @@ from tornado_cgen.concurrent import Future
 
 
 @pytest.fixture
-def loop():
-    loop = tornado_cgen.new_event_loop()
-    yield loop
-    if not loop.is_closed():
-        loop.close()
+def loop(tcg_loop):
+    """Here `loop` is always tornado_cgen's (conftest's is parametrised)."""
+    return tcg_loop
 
 
 def run_soon_then_stop(loop):
