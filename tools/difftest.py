@@ -73,6 +73,13 @@ FOUND = {
     "wt-abs-deadline": "gen.with_timeout on a foreign asyncio loop: a past "
                        "absolute deadline fires before already-due timers "
                        "(Tornado clamps it to now, keeping FIFO order)",
+    "runsync-base": "run_sync(func) where func raises a BaseException: "
+                    "Tornado fails an assert (AssertionError logged and "
+                    "raised), ours logs AttributeError and raises "
+                    "TimeoutError / RuntimeError",
+    "multi-shared-exc-tb": "multi whose children fail with the same "
+                           "exception instance: the raised exception lost "
+                           "the first child's traceback frames",
 }
 
 # --------------------------------------------------------------------------
@@ -94,6 +101,8 @@ def X(e):
     return [type(e).__name__, m]
 
 def TB(e):  # the program's frames in the traceback
+    if TB_SKIP_SHARED and re.fullmatch(r"'?F\d+'?", str(e)):
+        return 'shared'   # F[k]'s exception: one instance, many raisers
     out = []
     tb = e.__traceback__
     while tb is not None:
@@ -152,18 +161,35 @@ def cf_exec(v):
     return EXE.submit(lambda: v)
 def boom(m):
     raise ValueError(m)
+class Boom(BaseException):
+    pass
+class Aw:  # an awaitable that is not a coroutine or a future
+    def __init__(self, f):
+        self.f = f
+    def __await__(self):
+        return (yield from self.f.__await__())
+def KW(a, i, **kw):
+    T(a, i, 'kw', sorted(kw.items()))
 '''
 
 TAIL = r'''
 def _main():
-    return c0('m')
+    if not MAIN_CATCH_BASE:
+        return c0('m')
+    try:
+        return c0('m')
+    except Boom as e:  # --avoid runsync-base
+        T('MAIN', 'boom', X(e))
 try:
     if RUN_MODE == 'stop':
         _h = io.call_later(HANG, io.stop)
         _r = io.run_sync(_main)
         io.remove_timeout(_h)
     else:
+        # (the watchdog ends a native main that swallows the cancellation)
+        _h = io.call_later(HANG * 10, io.stop)
         _r = io.run_sync(_main, timeout=HANG)
+        io.remove_timeout(_h)
     T('RESULT', N(_r))
 except KeyboardInterrupt:
     raise
@@ -181,13 +207,30 @@ T('DRAINED', [S(f) for f in F], [S(f) for f in P])
 class LogCapture(logging.Handler):
     """Appends log records of the watched loggers to the current trace."""
 
+    GC_TIMED = ("Future exception was never retrieved",
+                "Task exception was never retrieved",
+                "Task was destroyed but it is pending")
+
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.trace = None
+        self.gc_timed = False
 
     def emit(self, record):
         if self.trace is None:
             return
+        msg = str(record.msg)
+        if record.name == "asyncio":
+            # loop.call_exception_handler: the message names handles and
+            # futures by repr; keep its first words.  The unretrieved /
+            # destroyed reports depend on when objects die: only with
+            # --asyncio-log.
+            msg = record.getMessage()
+            if msg.startswith(self.GC_TIMED) and not self.gc_timed:
+                return
+            msg = msg.splitlines()[0] if msg else ""
+            m = re.match(r"(Exception in callback|[^<(:]*)", msg)
+            msg = m.group(1).strip()
         exc = None
         if record.exc_info and record.exc_info[1] is not None:
             e = record.exc_info[1]
@@ -195,8 +238,7 @@ class LogCapture(logging.Handler):
                    re.sub(r" at 0x[0-9a-fA-F]+", " at 0x", str(e))]
             if not STRICT and exc[0] == "InvalidStateError":
                 exc[1] = "..."
-        self.trace.append(["LOG", record.name, record.levelname,
-                           str(record.msg), exc])
+        self.trace.append(["LOG", record.name, record.levelname, msg, exc])
 
 
 # --------------------------------------------------------------------------
@@ -204,6 +246,7 @@ class LogCapture(logging.Handler):
 
 _MODS = {}
 STRICT = False   # --strict-messages: compare InvalidStateError texts too
+AVOID = set()    # --avoid: FOUND names whose constructs are not generated
 _EXE = None
 _CAPTURE = None
 
@@ -212,10 +255,8 @@ def _setup(asyncio_log=False):
     global _EXE, _CAPTURE
     if _CAPTURE is None:
         _CAPTURE = LogCapture()
-        names = ["tornado.application"]
-        if asyncio_log:
-            names.append("asyncio")
-        for name in names:
+        _CAPTURE.gc_timed = asyncio_log
+        for name in ("tornado.application", "asyncio"):
             lg = logging.getLogger(name)
             lg.addHandler(_CAPTURE)
             lg.propagate = False
@@ -262,6 +303,8 @@ def run_source(impl, body, run_mode="timeout", hang=0.05, asyncio_log=False):
         "T": lambda *a: trace.append(list(a)),
         "RUN_MODE": run_mode, "HANG": hang, "STRICT": STRICT,
         "TB_FILE": "<prog>", "IOL": i.IOLoop,
+        "TB_SKIP_SHARED": "multi-shared-exc-tb" in AVOID,
+        "MAIN_CATCH_BASE": "runsync-base" in AVOID,
     }
     _CAPTURE.trace = trace
     try:
@@ -304,7 +347,7 @@ SHAPES = {
                   steps=["y"], finals=["ret", "Ret", "raise", "none"]),
     "kinds": dict(kinds=["gen", "plain", "async"],
                   leaves=["done", "fail", "soon", "later", "moment", "none",
-                          "sleep0", "call", "maybe", "bad", "K"],
+                          "sleep0", "call", "maybe", "bad", "K", "aw"],
                   steps=["y", "fire", "pstate", "keep", "cur", "dcb"],
                   finals=["ret", "Ret", "raise", "none", "stopiter",
                           "retfut"]),
@@ -353,6 +396,13 @@ SHAPES = {
                 steps=["y", "spawn", "cbraise", "cbcoro", "af", "fire",
                        "resolve", "dcb"],
                 finals=["ret", "raise", "none"], nF=(0, 2)),
+    "loop": dict(kinds=["gen", "plain", "async"],
+                 leaves=["done", "fail", "soon", "later", "sleep0", "call",
+                         "F", "aw", "moment"],
+                 compound=["list"],
+                 steps=["y", "tmo", "tmoabs", "rmtmo", "cbkw", "dcb",
+                        "dcbraise", "cbraise", "resolve", "fire", "spawn"],
+                 finals=["ret", "raise", "none", "boom"], nF=(0, 2)),
     "threads": dict(kinds=["gen", "async"],
                     leaves=["done", "fail", "soon", "later", "moment",
                             "none", "sleep0", "call", "cfexec", "cfdone"],
@@ -362,17 +412,18 @@ SHAPES = {
     "all": dict(kinds=["gen", "plain", "async"],
                 leaves=["done", "fail", "soon", "later", "soonfail",
                         "moment", "none", "sleep0", "call", "F", "bad",
-                        "maybe", "cancel", "K"],
+                        "maybe", "cancel", "K", "aw"],
                 compound=["list", "dict", "multi", "wt"],
                 steps=["y", "y", "wi", "resolve", "state", "fire", "spawn",
                        "cbraise", "cbcoro", "af", "cvset", "cvget",
-                       "cvreset", "pstate", "keep", "dcb", "cur"],
+                       "cvreset", "pstate", "keep", "dcb", "cur", "tmo",
+                       "tmoabs", "rmtmo", "cbkw", "dcbraise"],
                 finals=["ret", "Ret", "raise", "raisec", "none", "stopiter",
-                        "retfut"],
+                        "retfut", "boom"],
                 nF=(0, 3), runs=["timeout", "stop"], cv=True, cancel=True),
 }
 SHAPE_ORDER = ["basic", "kinds", "multi", "shared", "cancel", "timeout",
-               "waititer", "cv", "log", "threads", "all"]
+               "waititer", "cv", "log", "threads", "loop", "all"]
 
 CANCEL_LEAVES = {"cancel"}
 
@@ -415,8 +466,12 @@ class Gen:
         if ctx.get("future_only"):
             ls = [x for x in ls if x not in ("moment", "none", "bad",
                                             "cfdone", "cfexec")]
+            if "timeout-nonfuture" not in self.known:
+                ls = [x for x in ls if x != "aw"]
         if ctx.get("no_call"):
             ls = [x for x in ls if x != "call"]
+        if ctx.get("no_aw"):
+            ls = [x for x in ls if x not in ("aw", "cancel")]
         if not ctx.get("top"):
             # Tornado's multi() sets its result from the executor thread
             # (future_add_done_callback on a concurrent future), which is
@@ -443,6 +498,9 @@ class Gen:
             return ["call", self.r.randrange(ctx["i"] + 1, ctx["n"])]
         if kind == "F":
             return ["F", self.r.randrange(ctx["nF"])]
+        if kind == "aw":
+            sub = dict(ctx, future_only=True, no_aw=True)
+            return ["aw", self.leaf(sub)]
         if kind == "cancel":
             sub = self.r.choice(["newf", "soon", "call", "F", "later"])
             if sub == "call" and ctx["i"] + 1 >= ctx["n"]:
@@ -504,7 +562,8 @@ class Gen:
         st = self.r.choice(steps)
         kind = ctx["kind"]
         can_call = ctx["i"] + 1 < ctx["n"]
-        if kind == "plain" and st in ("y", "wi", "af", "keep", "dcb"):
+        if kind == "plain" and st in ("y", "wi", "af", "keep", "dcb",
+                                      "dcbraise"):
             st = self.r.choice(["fire", "resolve", "state", "pstate",
                                 "cvset", "cvget", "spawn"])
             if st not in self.sp["steps"]:
@@ -519,6 +578,8 @@ class Gen:
             wraps = ["", "e", "e", "eh"]
             if self.allow_cancel:
                 wraps.append("ec")
+            if "boom" in self.sp["finals"]:
+                wraps.append("eb")
             wrap = self.r.choice(wraps)
             if wrap == "eh":
                 return ["y", wrap, self.yieldable(ctx), self.yieldable(ctx)]
@@ -543,7 +604,7 @@ class Gen:
                     self.r.choice(hows)]
         if st == "state":
             return ["state", self.r.randrange(ctx["nF"])]
-        if st in ("af", "keep", "dcb"):
+        if st in ("af", "keep", "dcb", "dcbraise"):
             sub = dict(ctx, future_only=True)
             return [st, self.leaf(sub)]
         return [st]
@@ -676,6 +737,8 @@ class Render:
             return "Future()"
         if k == "K":
             return "(K[-1] if K else done(0))"
+        if k == "aw":
+            return "Aw(%s)" % self.fut(y[1], native)
         if k == "cancel":
             return "soon_cancel(%s)" % self.fut(y[1], native)
         if k == "list":
@@ -717,6 +780,9 @@ class Render:
         if "c" in wrap:
             self.w(ind, "except asyncio.CancelledError as e:")
             self.w(ind + 1, "T(a, %d, 'cancelled')" % i)
+        if "b" in wrap:
+            self.w(ind, "except Boom as e:")
+            self.w(ind + 1, "T(a, %d, 'boom', X(e))" % i)
 
     def step(self, ind, st, i, native):
         self.site = i
@@ -770,6 +836,18 @@ class Render:
         elif k == "dcb":
             self.w(ind, "%s.add_done_callback(lambda f: T(a, %d, 'dcb', S(f)))"
                    % (self.fut(st[1], native), i))
+        elif k == "dcbraise":
+            self.w(ind, "%s.add_done_callback(lambda f: boom(a + '/%d'))"
+                   % (self.fut(st[1], native), i))
+        elif k == "tmo":
+            self.w(ind, "io.add_timeout(timedelta(0), T, a, %d, 'tmo')" % i)
+        elif k == "tmoabs":
+            self.w(ind, "io.add_timeout(io.time() - 1, T, a, %d, 'tmoabs')" % i)
+        elif k == "rmtmo":
+            self.w(ind, "io.remove_timeout(io.call_later(0, T, a, %d, 'rm'))"
+                   % i)
+        elif k == "cbkw":
+            self.w(ind, "io.add_callback(KW, a, %d, x=1, y=2)" % i)
         elif k == "cur":
             self.w(ind, "T(a, %d, 'cur', IOL.current() is io)" % i)
         elif k == "fire":
@@ -858,6 +936,8 @@ class Render:
             self.w(1, "raise asyncio.CancelledError()")
         elif fin[0] == "stopiter":
             self.w(1, "raise StopIteration(5)")
+        elif fin[0] == "boom":
+            self.w(1, "raise Boom(a)")
         elif fin[0] == "retfut":
             self.w(1, "return done(7)")
         if kind == "gen" and not any(s[0] in ("y", "wi") for s in c["steps"]):
@@ -1029,7 +1109,7 @@ def candidates(prog):
                         p = copy.deepcopy(P)
                         del p["coros"][ci]["steps"][si][3][j]
                         yield prune(p)
-            if st[0] not in ("y", "af", "keep", "dcb"):
+            if st[0] not in ("y", "af", "keep", "dcb", "dcbraise"):
                 continue
             yi = 2 if st[0] == "y" else 1
             for path, node in list(_subtrees(st[yi])):
@@ -1151,10 +1231,13 @@ class H(logging.Handler):
     def emit(self, r):
         e = r.exc_info[1] if r.exc_info else None
         print('LOG', r.name, r.msg, e and X(e))
-logging.getLogger('tornado.application').addHandler(H())
-logging.getLogger('tornado.application').propagate = False
+for _n in ('tornado.application', 'asyncio'):
+    logging.getLogger(_n).addHandler(H())
+    logging.getLogger(_n).propagate = False
 def T(*a): print(*a)
 STRICT = True
+TB_SKIP_SHARED = False
+MAIN_CATCH_BASE = False
 TB_FILE = __file__
 IOL = ioloop.IOLoop
 RUN_MODE = %(run)r
@@ -1360,6 +1443,16 @@ def classify(msg):
             tags.append("F:spawn-ctx")
         elif impl == "tcg-asyncio" and "io.time() - 1" in src:
             tags.append("F:wt-abs-deadline")
+        elif a and b and a[:-1] == b[:-1] and len(a) >= 6 and \
+                a[2] in ("exc", "hexc") and a[-1] != b[-1]:
+            tags.append("F:multi-shared-exc-tb")
+        elif "Boom" in src and any(e[0] == "LOG" and e[4] and
+                                   e[4][0] in ("AssertionError",
+                                               "AttributeError")
+                                   for e in ref + ours):
+            tags.append("F:runsync-base")
+        elif "add_future(Aw(" in src or "WaitIterator(Aw(" in src:
+            tags.append("K:timeout-nonfuture")
         elif "[ValueError]" in src:
             tags.append("K:quiet-nontype")
         elif "soon_cancel" in src and ("WaitIterator" in src or
@@ -1466,6 +1559,7 @@ def main(argv=None):
         args.avoid = sorted(FOUND)
     global STRICT
     STRICT = args.strict_messages
+    AVOID.update(args.avoid)
     if args.worker:
         return worker(args)
     if args.show is not None or args.repro is not None:
