@@ -83,6 +83,17 @@ FOUND = {
                   "coroutine hangs, multi still resolves from an earlier "
                   "failure); ours throws it into the generator, and multi "
                   "never resolves",
+    "task-keepalive": "Tasks that convert_yielded / spawn_callback make for "
+                      "native coroutines are not kept alive by the IOLoop "
+                      "(Tornado >= 6.4: IOLoop._pending_tasks): a "
+                      "fire-and-forget coroutine waiting on an otherwise "
+                      "unreferenced future is garbage-collected mid-run "
+                      "('Task was destroyed but it is pending!', its "
+                      "finally blocks run)",
+    "ise-message": "InvalidStateError text: 'FINISHED: <Future ...>' (the "
+                   "pure-Python asyncio wording) where asyncio's C Future, "
+                   "which Tornado uses, says 'invalid state' (only with "
+                   "--strict-messages)",
     "multi-shared-exc-tb": "multi whose children fail with the same "
                            "exception instance: the raised exception lost "
                            "the first child's traceback frames",
@@ -93,7 +104,7 @@ FOUND = {
 # driver (TAIL).  The same strings make the standalone reproducers.
 
 PRELUDE = r'''
-import asyncio, contextvars, re, concurrent.futures as CF
+import asyncio, contextvars, gc, re, concurrent.futures as CF
 from datetime import timedelta
 CV = contextvars.ContextVar('cv', default='-')
 F = []     # shared futures, made by main
@@ -261,16 +272,8 @@ def _setup(asyncio_log=False):
     global _EXE, _CAPTURE
     if _CAPTURE is None:
         _CAPTURE = LogCapture()
-        _CAPTURE.gc_timed = asyncio_log
-        for name in ("tornado.application", "asyncio"):
-            lg = logging.getLogger(name)
-            lg.addHandler(_CAPTURE)
-            lg.propagate = False
-            lg.setLevel(logging.DEBUG)
         import concurrent.futures
         _EXE = concurrent.futures.ThreadPoolExecutor(2)
-        import warnings
-        warnings.simplefilter("ignore")
 
 
 def _mods(impl):
@@ -298,15 +301,39 @@ def make_io(impl):
 
 def run_source(impl, body, run_mode="timeout", hang=0.05, asyncio_log=False):
     """Run a rendered program body under ``impl``; return its trace."""
+    import warnings
+    _setup(asyncio_log)
+    _CAPTURE.gc_timed = asyncio_log
+    saved = []
+    for name in ("tornado.application", "asyncio"):
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.propagate, lg.level))
+        lg.addHandler(_CAPTURE)
+        lg.propagate = False
+        lg.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings():
+            # (programs leave coroutines unawaited, futures unretrieved)
+            warnings.simplefilter("ignore")
+            return _run_source(impl, body, run_mode, hang, asyncio_log)
+    finally:
+        for lg, propagate, level in saved:
+            lg.removeHandler(_CAPTURE)
+            lg.propagate = propagate
+            lg.setLevel(level)
+
+
+def _run_source(impl, body, run_mode, hang, asyncio_log):
     import asyncio
     _setup(asyncio_log)
     g, i, c = _mods(impl)
     trace = []
+    sink = [trace]   # teardown events go to their own (sorted) list
     io = make_io(impl)
     ns = {
         "__name__": "prog",
         "gen": g, "Future": c.Future, "io": io, "EXE": _EXE,
-        "T": lambda *a: trace.append(list(a)),
+        "T": lambda *a: sink[0].append(list(a)),
         "RUN_MODE": run_mode, "HANG": hang, "STRICT": STRICT,
         "TB_FILE": "<prog>", "IOL": i.IOLoop,
         "TB_SKIP_SHARED": "multi-shared-exc-tb" in AVOID,
@@ -327,10 +354,22 @@ def run_source(impl, body, run_mode="timeout", hang=0.05, asyncio_log=False):
             aloop.close()
         asyncio.set_event_loop(None)
         # (ns is not cleared: the collector finalises suspended generators
-        # while their globals are intact)
+        # while their globals are intact).  What runs now (finally blocks
+        # of abandoned coroutines, GC-timed logs) is compared as a
+        # multiset: the order objects die in is not part of the contract.
+        td = []
+        sink[0] = td
+        _CAPTURE.trace = td
         del ns, io
         gc.collect()
         _CAPTURE.trace = None
+        if "task-keepalive" in AVOID:
+            # Tornado never frees the pending Tasks (a class-level set), so
+            # their coroutines' finally blocks never run there
+            td = [e for e in td if not (len(e) == 3 and e[2] == "finally")]
+        if td:
+            trace.append(["TEARDOWN"] + sorted(
+                json.dumps(e, default=repr) for e in td))
     return json.loads(json.dumps(trace, default=repr))
 
 
@@ -400,15 +439,17 @@ SHAPES = {
                         "call", "F"],
                 compound=["list", "multi", "dict"],
                 steps=["y", "spawn", "cbraise", "cbcoro", "af", "fire",
-                       "resolve", "dcb"],
+                       "resolve", "dcb", "gc"], fin=True,
                 finals=["ret", "raise", "none"], nF=(0, 2)),
     "loop": dict(kinds=["gen", "plain", "async"],
                  leaves=["done", "fail", "soon", "later", "sleep0", "call",
-                         "F", "aw", "moment"],
+                         "F", "aw", "moment", "newf"],
                  compound=["list"],
                  steps=["y", "tmo", "tmoabs", "rmtmo", "cbkw", "dcb",
-                        "dcbraise", "cbraise", "resolve", "fire", "spawn"],
-                 finals=["ret", "raise", "none", "boom"], nF=(0, 2)),
+                        "dcbraise", "cbraise", "resolve", "fire", "spawn",
+                        "gc", "cbcoro"],
+                 finals=["ret", "raise", "none", "boom"], nF=(0, 2),
+                 fin=True),
     "threads": dict(kinds=["gen", "async"],
                     leaves=["done", "fail", "soon", "later", "moment",
                             "none", "sleep0", "call", "cfexec", "cfdone"],
@@ -476,6 +517,9 @@ class Gen:
                 ls = [x for x in ls if x != "aw"]
         if ctx.get("no_call"):
             ls = [x for x in ls if x != "call"]
+        if "newf" in ls and ctx["kind"] == "async" and \
+                "task-keepalive" in self.avoid:
+            ls.remove("newf")
         if ctx.get("no_aw"):
             ls = [x for x in ls if x not in ("aw", "cancel")]
         if not ctx.get("top"):
@@ -497,6 +541,8 @@ class Gen:
 
     def leaf(self, ctx):
         kind = self.r.choice(self.leaves(ctx))
+        if kind == "newf":
+            return ["newf"]
         if kind in ("done", "soon", "later", "maybe", "cfdone", "cfexec"):
             return [kind, self.v()]
         if kind in ("fail", "soonfail"):
@@ -567,6 +613,8 @@ class Gen:
         steps = self.sp["steps"]
         if not self.allow_chain:
             steps = [x for x in steps if x != "wi"] or ["y"]
+        if "task-keepalive" in self.avoid:
+            steps = [x for x in steps if x != "gc"] or ["y"]
         st = self.r.choice(steps)
         kind = ctx["kind"]
         can_call = ctx["i"] + 1 < ctx["n"]
@@ -588,6 +636,8 @@ class Gen:
                 wraps.append("ec")
             if "boom" in self.sp["finals"]:
                 wraps.append("eb")
+            if self.sp.get("fin"):
+                wraps += ["f", "f"]
             wrap = self.r.choice(wraps)
             if wrap == "eh":
                 return ["y", wrap, self.yieldable(ctx), self.yieldable(ctx)]
@@ -801,6 +851,13 @@ class Render:
         if k == "y":
             wrap, y = st[1], st[2]
             body = ind
+            if wrap == "f":
+                self.w(ind, "try:")
+                self.w(ind + 1, "v = %s %s" % (kw, self.expr(y, native)))
+                self.w(ind + 1, "T(a, %d, N(v))" % i)
+                self.w(ind, "finally:")
+                self.w(ind + 1, "T(a, %d, 'finally')" % i)
+                return
             if wrap:
                 self.w(ind, "try:")
                 body = ind + 1
@@ -856,6 +913,8 @@ class Render:
         elif k == "rmtmo":
             self.w(ind, "io.remove_timeout(io.call_later(0, T, a, %d, 'rm'))"
                    % i)
+        elif k == "gc":
+            self.w(ind, "gc.collect()")
         elif k == "cbkw":
             self.w(ind, "io.add_callback(KW, a, %d, x=1, y=2)" % i)
         elif k == "cur":
@@ -1446,8 +1505,19 @@ def classify(msg):
         def logs(tr):
             return sum(1 for e in tr if e[0] == "LOG" and
                        e[3] == "Exception after Future was cancelled")
+        def fin(tr):
+            evs = []
+            for e in tr:
+                if e[0] == "TEARDOWN":
+                    evs += [json.loads(x) for x in e[1:]]
+                else:
+                    evs.append(e)
+            return [e for e in evs if (len(e) == 3 and e[2] == "finally") or
+                    (e[0] == "LOG" and e[3].startswith("Task was destroyed"))]
         if logs(ours) > logs(ref):
             tags.append("K:multi-cancelled")
+        elif fin(ours) != fin(ref) and "async def" in src:
+            tags.append("F:task-keepalive")
         elif impl == "tcg" and a and b and len(a) == 3 and len(b) == 3 and \
                 a[1] == b[1] == "enter" and a[2] != b[2]:
             tags.append("F:spawn-ctx")
@@ -1469,8 +1539,11 @@ def classify(msg):
             tags.append("K:timeout-nonfuture")
         elif "[ValueError]" in src:
             tags.append("K:quiet-nontype")
-        elif "soon_cancel" in src and ("WaitIterator" in src or
-                                       "with_timeout" in src):
+        elif re.search(r"with_timeout\([^,]+, (None|gen\.moment|42|Aw\()",
+                       src):
+            tags.append("K:timeout-nonfuture")
+        elif re.search(r"soon_cancel|\.cancel\b|CancelledError\(\)", src) \
+                and ("WaitIterator" in src or "with_timeout" in src):
             tags.append("K:chain-cancel")
         elif "cf_done" in src:
             tags.append("K:cf-done")
