@@ -451,9 +451,13 @@ tcg_future_forget_callback(tcg_FutureObject *fut, PyObject *fn)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
         if (PyTuple_GET_ITEM(PyList_GET_ITEM(list, i), 0) == fn) {
-            /* Deleting an item may run a destructor; the list stays ours. */
+            /* Deleting an item may run a destructor; the list stays ours.
+             * Failing (no memory to shrink it) only keeps the keep-alive
+             * until the future is done: reported, not raised. */
             Py_INCREF(list);
-            (void)PySequence_DelItem(list, i);
+            if (PySequence_DelItem(list, i) < 0) {
+                PyErr_WriteUnraisable((PyObject *)fut);
+            }
             if (fut->callbacks == list && PyList_GET_SIZE(list) == 0) {
                 Py_CLEAR(fut->callbacks);
             }
