@@ -936,6 +936,10 @@ loop_create_future(PyObject *self, PyObject *Py_UNUSED(ignored))
         tcg_state_gone();   /* tcg_future_new() needs the live state */
         return NULL;
     }
+    if (st->c.future_factory != NULL) {   /* install(): asyncio.Future */
+        return PyObject_Vectorcall(st->c.future_factory, &self, 0,
+                                   st->c.kwnames_loop);
+    }
     return (PyObject *)tcg_future_new(st, self);
 }
 
@@ -1252,6 +1256,7 @@ loop_run_once(tcg_LoopObject *lp)
     tcg_state *st = lp->st;
     double now = monotonic_now();
     lp->iterations++;
+    st->stats.loop_iterations++;
     ring_check(lp);
     heap_check(lp);
 

@@ -285,7 +285,8 @@ common_exec(PyObject *m, tcg_state *st)
     INTERN(str_future, "future");
     INTERN(str_source_traceback, "source_traceback");
     if ((c->kwnames_context = PyTuple_Pack(1, c->str_context)) == NULL ||
-        (c->kwnames_exc_info = PyTuple_Pack(1, c->str_exc_info)) == NULL) {
+        (c->kwnames_exc_info = PyTuple_Pack(1, c->str_exc_info)) == NULL ||
+        (c->kwnames_loop = Py_BuildValue("(s)", "loop")) == NULL) {
         return -1;
     }
     c->running_loop = NULL;
@@ -305,6 +306,7 @@ common_traverse(tcg_common_state *c, visitproc visit, void *arg)
     Py_VISIT(c->asyncio_logger);
     Py_VISIT(c->app_log);
     Py_VISIT(c->copy_context);
+    Py_VISIT(c->future_factory);
     /* interned strings and tuples of them hold no cycles */
     return 0;
 }
@@ -320,6 +322,8 @@ common_clear(tcg_common_state *c)
     Py_CLEAR(c->asyncio_logger);
     Py_CLEAR(c->app_log);
     Py_CLEAR(c->copy_context);
+    Py_CLEAR(c->future_factory);
+    Py_CLEAR(c->kwnames_loop);
     Py_CLEAR(c->empty_tuple);
     Py_CLEAR(c->str_call_soon);
     Py_CLEAR(c->str_call_exception_handler);
@@ -382,6 +386,43 @@ module_free(void *m)
     module_clear((PyObject *)m);
 }
 
+/* _stats(): the activity counters (tcg.h's tcg_stats) as a dict. */
+static PyObject *
+module_stats(PyObject *m, PyObject *Py_UNUSED(ignored))
+{
+    tcg_stats *s = &tcg_state_from_module(m)->stats;
+    return Py_BuildValue("{sKsKsK}",
+                         "coroutine_calls", s->coroutine_calls,
+                         "runner_steps", s->runner_steps,
+                         "loop_iterations", s->loop_iterations);
+}
+
+/* _set_future_factory(factory): install() makes coroutines, multi() and
+ * our loops' create_future() hand out factory() / factory(loop=loop)
+ * futures (asyncio.Future); None restores our Future. */
+static PyObject *
+module_set_future_factory(PyObject *m, PyObject *factory)
+{
+    tcg_state *st = tcg_state_from_module(m);
+    if (factory != Py_None && !PyCallable_Check(factory)) {
+        PyErr_SetString(PyExc_TypeError, "the future factory must be callable");
+        return NULL;
+    }
+    Py_XSETREF(st->c.future_factory,
+               factory == Py_None ? NULL : Py_NewRef(factory));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"_set_future_factory", module_set_future_factory, METH_O,
+     "Make coroutines, multi() and create_future() hand out factory() "
+     "futures (None: our Future)."},
+    {"_stats", module_stats, METH_NOARGS,
+     "Counts of coroutine calls, Runner steps and loop iterations made by "
+     "the C code since import."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
 #ifdef Py_mod_multiple_interpreters
@@ -402,6 +443,7 @@ PyModuleDef tcg_moduledef = {
     .m_name = "tornado_cgen._core",
     .m_doc = "The C core of tornado-cgen: Future, Runner and event loop.",
     .m_size = sizeof(tcg_state),
+    .m_methods = module_methods,
     .m_slots = module_slots,
     .m_traverse = module_traverse,
     .m_clear = module_clear,

@@ -94,6 +94,19 @@ is_exact_aio_future(tcg_state *st, PyObject *op)
     return tp == st->run.AioFutureType || tp == st->run.AioTaskType;
 }
 
+/* gen.moment, or the other package's while install() has Tornado's. */
+static inline int
+is_moment(tcg_state *st, PyObject *op)
+{
+    return op == st->run.moment || op == st->run.alt_moment;
+}
+
+static inline int
+is_null_future(tcg_state *st, PyObject *op)
+{
+    return op == st->run.null_future || op == st->run.alt_null_future;
+}
+
 /* Futures that take add_done_callback(fn, context=ctx). */
 static int
 takes_context(tcg_state *st, PyObject *op)
@@ -190,8 +203,8 @@ current_loop(tcg_state *st)
 static PyObject *
 result_future_new(tcg_state *st)
 {
-    if (st->run.future_factory != NULL) {
-        return PyObject_CallNoArgs(st->run.future_factory);
+    if (st->c.future_factory != NULL) {
+        return PyObject_CallNoArgs(st->c.future_factory);
     }
     return (PyObject *)tcg_future_new(st, NULL);
 }
@@ -300,7 +313,7 @@ future_is_done(tcg_state *st, PyObject *f)
     if (tcg_Future_CheckExact(st, f)) {
         return ((tcg_FutureObject *)f)->status != TCG_FUT_PENDING;
     }
-    if (f == st->run.moment || f == st->run.null_future) {
+    if (is_moment(st, f) || is_null_future(st, f)) {
         return 1;
     }
     PyObject *d = call_method0(f, st->run.str_done);
@@ -320,7 +333,7 @@ future_get_result(tcg_state *st, PyObject *f)
     if (tcg_Future_CheckExact(st, f)) {
         return tcg_future_result(st, (tcg_FutureObject *)f);
     }
-    if (f == st->run.moment || f == st->run.null_future) {
+    if (is_moment(st, f) || is_null_future(st, f)) {
         Py_RETURN_NONE;
     }
     return call_method0(f, st->run.str_result);
@@ -334,7 +347,7 @@ static PyObject *
 wrap_if_concurrent(tcg_state *st, PyObject *f)
 {
     if (!tcg_Future_CheckExact(st, f) && !is_exact_aio_future(st, f) &&
-        f != st->run.moment && f != st->run.null_future) {
+        !is_moment(st, f) && !is_null_future(st, f)) {
         int r = PyObject_IsInstance(f, st->run.ConcurrentFutureType);
         if (r > 0) {
             r = future_is_done(st, f);
@@ -376,30 +389,26 @@ enum { MULTI_DONE = 0, MULTI_FAILED = 1, MULTI_PENDING = 2 };
 static int multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
                          PyObject **out);
 
-/* A Future (ours) already holding the outcome of a multi_collect() that
- * did not pend: `rc` MULTI_DONE with `value`, or MULTI_FAILED with the
- * exception set. */
+/* A new result future already holding the outcome of a multi_collect()
+ * that did not pend: `rc` MULTI_DONE with `value`, or MULTI_FAILED with
+ * the exception set. */
 static PyObject *
 done_future_from(tcg_state *st, int rc, PyObject *value)
 {
-    tcg_FutureObject *fut = tcg_future_new(st, NULL);
+    PyObject *exc = rc == MULTI_DONE ? NULL : fetch_exc();
+    PyObject *fut = result_future_new(st);
     if (fut == NULL) {
+        Py_XDECREF(exc);
         return NULL;
     }
-    int r;
-    if (rc == MULTI_DONE) {
-        r = tcg_future_set_result(st, fut, value);
-    }
-    else {
-        PyObject *exc = fetch_exc();
-        r = tcg_future_set_exception(st, fut, exc);
-        Py_DECREF(exc);
-    }
+    int r = exc == NULL ? result_future_set_result(st, fut, value)
+                        : result_future_set_exception(st, fut, exc);
+    Py_XDECREF(exc);
     if (r < 0) {
         Py_DECREF(fut);
         return NULL;
     }
-    return (PyObject *)fut;
+    return fut;
 }
 
 /* One child of a multi, converted to something with a result: a future
@@ -408,7 +417,7 @@ static PyObject *
 multi_convert_child(tcg_state *st, PyObject *c)
 {
     if (tcg_Future_CheckExact(st, c) || is_exact_aio_future(st, c) ||
-        c == st->run.moment || c == st->run.null_future) {
+        is_moment(st, c) || is_null_future(st, c)) {
         return Py_NewRef(c);
     }
     if (c == Py_None) {
@@ -576,7 +585,7 @@ typedef struct {
     PyObject *keys;         /* list of dict keys, or NULL for a list */
     PyObject *quiet;        /* quiet_exceptions */
     PyObject *unfinished;   /* set of the children not done yet */
-    PyObject *future;       /* our Future; NULL once resolved */
+    PyObject *future;       /* the result future; NULL once resolved */
 } MultiWaiterObject;
 
 static PyObject *
@@ -698,7 +707,7 @@ multi_wait(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet)
     w->keys = Py_XNewRef(keys);
     w->quiet = Py_NewRef(quiet);
     w->unfinished = PySet_New(NULL);
-    w->future = w->unfinished ? (PyObject *)tcg_future_new(st, NULL) : NULL;
+    w->future = w->unfinished ? result_future_new(st) : NULL;
     PyObject_GC_Track(w);
     if (w->unfinished == NULL || w->future == NULL) {
         goto fail;
@@ -914,8 +923,8 @@ outcome_of(tcg_state *st, PyObject *f, PyObject **out)
 static yield_kind
 classify_future(tcg_state *st, PyObject *f, PyObject **out)
 {
-    if (f == st->run.moment) {
-        *out = Py_NewRef(f);
+    if (is_moment(st, f)) {
+        *out = Py_NewRef(st->run.moment);
         return Y_WAIT;
     }
     int done = future_is_done(st, f);
@@ -948,7 +957,7 @@ classify(tcg_state *st, PyObject *y, PyObject **out)
     if (is_exact_aio_future(st, y)) {
         return classify_future(st, y, out);
     }
-    if (y == Py_None || y == st->run.moment) {
+    if (y == Py_None || is_moment(st, y)) {
         *out = Py_NewRef(st->run.moment);
         return Y_WAIT;
     }
@@ -963,7 +972,7 @@ classify(tcg_state *st, PyObject *y, PyObject **out)
         *out = fetch_exc();
         return Y_THROW;
     }
-    if (y == st->run.null_future) {
+    if (is_null_future(st, y)) {
         *out = Py_NewRef(Py_None);
         return Y_SEND;
     }
@@ -1117,6 +1126,7 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
     for (;;) {
         /* Strong: the generator runs arbitrary code. */
         PyObject *gen = Py_NewRef(core->gen);
+        st->stats.runner_steps++;
         PySendResult sr = gen_resume(st, gen, value, exc, &yielded);
         Py_DECREF(gen);
         Py_XDECREF(value);
@@ -1603,6 +1613,7 @@ coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
     if (st == NULL) {
         return NULL;
     }
+    st->stats.coroutine_calls++;
     PyObject *fut = result_future_new(st);
     if (fut == NULL) {
         return NULL;
@@ -1749,10 +1760,10 @@ convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
         !gen_not_ready(st)) {
         PyObject *y = args[0];
         if (tcg_Future_CheckExact(st, y) || is_exact_aio_future(st, y) ||
-            y == st->run.moment || y == st->run.null_future) {
+            is_null_future(st, y)) {
             return Py_NewRef(y);
         }
-        if (y == Py_None) {
+        if (y == Py_None || is_moment(st, y)) {
             return Py_NewRef(st->run.moment);
         }
         if (PyList_CheckExact(y) || PyDict_CheckExact(y)) {
@@ -1815,44 +1826,38 @@ static PyType_Spec Convert_spec = {
 /* ---- module functions --------------------------------------------------- */
 
 /* _gen_setup(Return, moment, null_future, convert_yielded,
- *            wrap_concurrent, wrap_awaitable): tornado_cgen.gen hands
- *            over its objects. */
+ *            wrap_concurrent, wrap_awaitable[, alt_moment,
+ *            alt_null_future]): tornado_cgen.gen hands over its objects;
+ *            install() Tornado's, with ours as the alternatives. */
 static PyObject *
 gen_setup(PyObject *module, PyObject *args)
 {
     PyObject *ret, *moment, *null_future, *convert, *wrap, *wrap_aw;
-    if (!PyArg_UnpackTuple(args, "_gen_setup", 6, 6, &ret, &moment,
-                           &null_future, &convert, &wrap, &wrap_aw)) {
+    PyObject *alt_moment = NULL, *alt_null = NULL;
+    if (!PyArg_UnpackTuple(args, "_gen_setup", 6, 8, &ret, &moment,
+                           &null_future, &convert, &wrap, &wrap_aw,
+                           &alt_moment, &alt_null)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(convert) || !PyCallable_Check(wrap) ||
+        !PyCallable_Check(wrap_aw)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_gen_setup: the converters must be callable");
         return NULL;
     }
     tcg_state *st = tcg_state_from_module(module);
     Py_XSETREF(st->run.Return, Py_NewRef(ret));
     Py_XSETREF(st->run.moment, Py_NewRef(moment));
     Py_XSETREF(st->run.null_future, Py_NewRef(null_future));
+    Py_XSETREF(st->run.alt_moment, Py_XNewRef(alt_moment));
+    Py_XSETREF(st->run.alt_null_future, Py_XNewRef(alt_null));
     Py_XSETREF(st->run.convert_yielded, Py_NewRef(convert));
     Py_XSETREF(st->run.wrap_concurrent, Py_NewRef(wrap));
     Py_XSETREF(st->run.wrap_awaitable, Py_NewRef(wrap_aw));
     Py_RETURN_NONE;
 }
 
-/* _set_future_factory(factory): what install() uses to make coroutines
- * return another future type (asyncio.Future); None restores ours. */
-static PyObject *
-set_future_factory(PyObject *module, PyObject *factory)
-{
-    tcg_state *st = tcg_state_from_module(module);
-    if (factory != Py_None && !PyCallable_Check(factory)) {
-        PyErr_SetString(PyExc_TypeError, "the future factory must be callable");
-        return NULL;
-    }
-    Py_XSETREF(st->run.future_factory,
-               factory == Py_None ? NULL : Py_NewRef(factory));
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef runner_functions[] = {
-    {"_set_future_factory", set_future_factory, METH_O,
-     "Make coroutines return factory() futures (None: our Future)."},
     {"_gen_setup", gen_setup, METH_VARARGS,
      "Used once by tornado_cgen.gen: register Return, moment, "
      "_null_future, convert_yielded and the wrappers of concurrent futures "
@@ -1939,10 +1944,11 @@ tcg_runner_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(rs->Return);
     Py_VISIT(rs->moment);
     Py_VISIT(rs->null_future);
+    Py_VISIT(rs->alt_moment);
+    Py_VISIT(rs->alt_null_future);
     Py_VISIT(rs->convert_yielded);
     Py_VISIT(rs->wrap_concurrent);
     Py_VISIT(rs->wrap_awaitable);
-    Py_VISIT(rs->future_factory);
     Py_VISIT(rs->GeneratorABC);
     Py_VISIT(rs->AioFutureType);
     Py_VISIT(rs->AioTaskType);
@@ -1961,10 +1967,11 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->Return);
     Py_CLEAR(rs->moment);
     Py_CLEAR(rs->null_future);
+    Py_CLEAR(rs->alt_moment);
+    Py_CLEAR(rs->alt_null_future);
     Py_CLEAR(rs->convert_yielded);
     Py_CLEAR(rs->wrap_concurrent);
     Py_CLEAR(rs->wrap_awaitable);
-    Py_CLEAR(rs->future_factory);
     Py_CLEAR(rs->GeneratorABC);
     Py_CLEAR(rs->AioFutureType);
     Py_CLEAR(rs->AioTaskType);

@@ -9,19 +9,18 @@ typedef struct {
     PyTypeObject *MultiWaiterType;   /* collects a pending multi() */
     PyTypeObject *ConvertType;       /* gen.convert_yielded's type */
 
-    /* Set once by tornado_cgen.gen through _core._gen_setup(); NULL
-     * before, and then the coroutine wrapper refuses to run. */
-    PyObject *Return;            /* gen.Return */
+    /* Set by tornado_cgen.gen through _core._gen_setup(); NULL before,
+     * and then the coroutine wrapper refuses to run.  install() sets
+     * Tornado's own objects here (and uninstall() ours again), keeping
+     * ours in the alt_ fields so that both are recognised meanwhile. */
+    PyObject *Return;            /* gen.Return (or a tuple of classes) */
     PyObject *moment;            /* gen.moment */
     PyObject *null_future;       /* gen._null_future */
+    PyObject *alt_moment;        /* another moment, or NULL */
+    PyObject *alt_null_future;   /* another _null_future, or NULL */
     PyObject *convert_yielded;   /* convert_yielded's singledispatch */
     PyObject *wrap_concurrent;   /* concurrent.futures.Future -> asyncio */
     PyObject *wrap_awaitable;    /* native coroutine -> a Task the IOLoop holds */
-
-    /* Result futures: NULL makes our C Future (standalone mode).  A later
-     * install() may set a factory (asyncio.Future): everything that touches
-     * a result future has a generic path for that. */
-    PyObject *future_factory;
 
     PyObject *GeneratorABC;      /* collections.abc.Generator */
     PyObject *AioFutureType;     /* asyncio.Future (_asyncio's) */

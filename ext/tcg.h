@@ -120,6 +120,13 @@ typedef struct {
     PyObject *asyncio_logger;     /* logging.getLogger("asyncio") */
     PyObject *app_log;            /* logging.getLogger("tornado.application") */
     PyObject *copy_context;       /* contextvars.copy_context */
+
+    /* The futures coroutines, multi() and loop.create_future() hand out:
+     * NULL is our C Future (standalone mode); install() sets asyncio.Future
+     * (called as factory() and factory(loop=loop)).  Everything that
+     * touches such a future has a generic, method-call path. */
+    PyObject *future_factory;
+    PyObject *kwnames_loop;       /* ("loop",) */
     PyObject *empty_tuple;
 
     /* Interned attribute and keyword names. */
@@ -147,8 +154,18 @@ typedef struct {
 #include "runner.h"
 #include "loop.h"
 
+/* Activity counters, read by _core._stats(): the proof that a run went
+ * through the C code (install() under Tornado's suite).  Plain counters:
+ * the GIL serialises every update. */
+typedef struct {
+    unsigned long long coroutine_calls;   /* gen.coroutine wrapper calls */
+    unsigned long long runner_steps;      /* generator sends and throws */
+    unsigned long long loop_iterations;   /* iterations of any of our loops */
+} tcg_stats;
+
 struct tcg_state {
     bool cleared;              /* module_clear ran: every field is NULL */
+    tcg_stats stats;
     tcg_common_state c;
     tcg_future_state fut;
     tcg_runner_state run;

@@ -10,6 +10,7 @@ fallback.
 from . import _core  # noqa: F401  (fails loudly if the extension is missing)
 
 from .loop import EventLoopPolicy, new_event_loop, run  # noqa: E402
+from ._speedup import install, installed, uninstall  # noqa: E402
 
 # The top layer: importing it registers the IOLoop with the layers below
 # (loop, concurrent, gen), so whichever module a program imports, the whole
@@ -18,4 +19,5 @@ from . import ioloop  # noqa: E402,F401
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "new_event_loop", "EventLoopPolicy", "run"]
+__all__ = ["__version__", "new_event_loop", "EventLoopPolicy", "run",
+           "install", "uninstall", "installed"]

@@ -188,8 +188,21 @@ lists, dicts and ``None`` take C fast paths that never dispatch; the C
 Runner consults the registry for every other type.
 """
 
-_core._gen_setup(Return, moment, _null_future, _convert_dispatch,
-                 _wrap_concurrent, _wrap_awaitable)
+def _setup_core(others=None):
+    """Hand the C Runner this module's objects.  ``others`` (Tornado's
+    ``tornado.gen``, after ``uninstall()``) has its ``Return``, ``moment``
+    and ``_null_future`` recognised as well, for the coroutines decorated
+    while ``install()`` was on."""
+    if others is None:
+        _core._gen_setup(Return, moment, _null_future, _convert_dispatch,
+                         _wrap_concurrent, _wrap_awaitable)
+    else:
+        _core._gen_setup((Return, others.Return), moment, _null_future,
+                         _convert_dispatch, _wrap_concurrent, _wrap_awaitable,
+                         others.moment, others._null_future)
+
+
+_setup_core()
 
 
 # ---- multi ----------------------------------------------------------------

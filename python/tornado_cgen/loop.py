@@ -177,8 +177,12 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
 
     def _tornado_callback_result(self, ret):
         # A Tornado-style handle (scheduled through IOLoop.current()'s
-        # wrapper of this loop) returned ``ret``: IOLoop._run_callback's
-        # rules apply.  (An IOLoop that is this loop overrides this.)
+        # wrapper of this loop, or under install() Tornado's IOLoop)
+        # returned ``ret``: IOLoop._run_callback's rules apply.  (An IOLoop
+        # that is this loop overrides this.)
+        hook = _tornado_result_hook
+        if hook is not None and hook(self, ret):
+            return
         _registered_ioloop()._for_asyncio(self)._tornado_callback_result(ret)
 
     # -- closing -----------------------------------------------------------
@@ -238,6 +242,10 @@ def _current_loop(running=True):
 
 
 _IOLoop = None
+
+# install(): Tornado's IOLoop._run_callback rules for what a callback
+# returns, hook(loop, ret) -> True when it handled it.
+_tornado_result_hook = None
 
 
 def _ioloop_setup(ioloop_class):
