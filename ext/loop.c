@@ -788,9 +788,9 @@ check_tornado_callable(PyObject *callback)
 /* Tornado's IOLoop.add_callback(callback, *args, **kwargs): safe from any
  * thread; run under _run_callback's rules; dropped quietly once the loop is
  * closed (Tornado swallows that RuntimeError). */
-static PyObject *
-loop_add_callback(PyObject *self, PyObject *const *args, size_t nargsf,
-                  PyObject *kwnames)
+PyObject *
+tcg_loop_tornado_add_callback(PyObject *self, PyObject *const *args,
+                              size_t nargsf, PyObject *kwnames)
 {
     tcg_LoopObject *lp = LOOP(self);
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -903,6 +903,15 @@ loop_tornado_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
     if (get_time_arg(args[0], "delay must not be None", &delay) < 0) {
         return NULL;
     }
+    return tornado_timer(LOOP(self), monotonic_now() + delay, args, nargs,
+                         kwnames);
+}
+
+PyObject *
+tcg_loop_tornado_call_later(PyObject *self, double delay,
+                            PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
     return tornado_timer(LOOP(self), monotonic_now() + delay, args, nargs,
                          kwnames);
 }
@@ -1666,7 +1675,8 @@ static PyMethodDef loop_methods[] = {
      (PyCFunction)(void (*)(void))loop_call_soon_threadsafe, FASTKW, NULL},
     {"call_later", (PyCFunction)(void (*)(void))loop_call_later, FASTKW, NULL},
     {"call_at", (PyCFunction)(void (*)(void))loop_call_at, FASTKW, NULL},
-    {"_tornado_add_callback", (PyCFunction)(void (*)(void))loop_add_callback,
+    {"_tornado_add_callback",
+     (PyCFunction)(void (*)(void))tcg_loop_tornado_add_callback,
      FASTKW, "IOLoop.add_callback: safe from any thread."},
     {"_tornado_call_at", (PyCFunction)(void (*)(void))loop_tornado_call_at,
      FASTKW, "IOLoop.call_at"},

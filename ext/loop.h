@@ -24,6 +24,17 @@ typedef struct {
 int tcg_loop_call_soon(tcg_state *st, PyObject *loop, PyObject *fn,
                        PyObject *arg, PyObject *ctx);
 
+/* Tornado's IOLoop.add_callback(callback, *args, **kwargs) on `loop`. */
+PyObject *tcg_loop_tornado_add_callback(PyObject *loop, PyObject *const *args,
+                                        size_t nargsf, PyObject *kwnames);
+
+/* A Tornado timer `delay` seconds from now for
+ * args[1](*args[2:], **kwnames) (args[0], the time argument, is not read):
+ * what IOLoop.call_later/call_at do on `loop`.  A new TimerHandle. */
+PyObject *tcg_loop_tornado_call_later(PyObject *loop, double delay,
+                                      PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames);
+
 /* For handle.c: a timer in `loop`'s heap was cancelled (lazy deletion
  * counts them). */
 void tcg_loop_timer_cancelled(PyObject *loop);

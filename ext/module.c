@@ -348,7 +348,8 @@ module_exec(PyObject *m)
     if (common_exec(m, st) < 0 ||
         tcg_future_exec(m, st) < 0 ||
         tcg_loop_exec(m, st) < 0 ||
-        tcg_runner_exec(m, st) < 0) {
+        tcg_runner_exec(m, st) < 0 ||
+        tcg_speedup_exec(m, st) < 0) {
         return -1;
     }
     return 0;
@@ -362,7 +363,8 @@ module_traverse(PyObject *m, visitproc visit, void *arg)
     if ((r = common_traverse(&st->c, visit, arg)) != 0 ||
         (r = tcg_future_traverse(st, visit, arg)) != 0 ||
         (r = tcg_loop_traverse(st, visit, arg)) != 0 ||
-        (r = tcg_runner_traverse(st, visit, arg)) != 0) {
+        (r = tcg_runner_traverse(st, visit, arg)) != 0 ||
+        (r = tcg_speedup_traverse(st, visit, arg)) != 0) {
         return r;
     }
     return 0;
@@ -373,6 +375,7 @@ module_clear(PyObject *m)
 {
     tcg_state *st = tcg_state_from_module(m);
     st->cleared = true;
+    tcg_speedup_clear(st);
     tcg_runner_clear(st);
     tcg_loop_clear(st);
     tcg_future_clear(st);

@@ -153,6 +153,7 @@ typedef struct {
 #include "future.h"
 #include "runner.h"
 #include "loop.h"
+#include "speedup.h"
 
 /* Activity counters, read by _core._stats(): the proof that a run went
  * through the C code (install() under Tornado's suite).  Plain counters:
@@ -170,6 +171,7 @@ struct tcg_state {
     tcg_future_state fut;
     tcg_runner_state run;
     tcg_loop_state loop;
+    tcg_speedup_state speedup;
 };
 
 extern PyModuleDef tcg_moduledef;

@@ -13,10 +13,11 @@ code, keeping every object and rule a Tornado program can observe:
   ``moment``, ``_null_future``, ``BadYieldError`` and ``convert_yielded``
   registry (``register()`` made before or after install keeps working);
 * Tornado's IOLoop layer: ``add_callback``/``spawn_callback``, ``call_at``,
-  ``call_later``, ``add_timeout`` and ``add_future`` of every
+  ``call_later``/``add_timeout`` and ``remove_timeout`` of every
   ``BaseAsyncIOLoop`` whose asyncio loop is ours go straight to the C loop,
   with Tornado's ``_run_callback`` rules (logging, ``CancelledError``,
-  awaiting a returned coroutine) kept.
+  awaiting a returned coroutine) kept;
+* IOStream: plain socket reads skip Tornado's zeroed 64 KiB chunk.
 
 Functions decorated with ``tornado.gen.coroutine`` before ``install()``
 keep Tornado's Python Runner; what is decorated afterwards runs on ours.
@@ -101,45 +102,22 @@ def _tornado_function(c_function, original):
 
 # ---- the IOLoop layer ----------------------------------------------------------
 
-def _ioloop_methods(base, IOLoop):
-    """Replacements for BaseAsyncIOLoop's hot methods: the C loop's Tornado
-    entry points when the asyncio loop is ours, Tornado's code otherwise."""
-    CLoop = _core.Loop
-    orig_add_callback = base.add_callback
-    orig_call_at = base.call_at
-    ioloop_time = IOLoop.time
-
-    def add_callback(self, callback, *args, **kwargs):
-        loop = self.asyncio_loop
-        if isinstance(loop, CLoop):
-            # Thread-safe, wakes the loop only when it sleeps; a closed
-            # loop drops the callback quietly, as Tornado's does.
-            loop._tornado_add_callback(callback, *args, **kwargs)
-        else:
-            orig_add_callback(self, callback, *args, **kwargs)
-
-    def call_at(self, when, callback, *args, **kwargs):
-        loop = self.asyncio_loop
-        if isinstance(loop, CLoop):
-            # Tornado's conversion: a delay from IOLoop.time() (which a
-            # subclass may override), never negative.
-            return loop._tornado_call_later(
-                max(0, when - self.time()), callback, *args, **kwargs)
-        return orig_call_at(self, when, callback, *args, **kwargs)
-
-    def call_later(self, delay, callback, *args, **kwargs):
-        loop = self.asyncio_loop
-        cls = type(self)
-        if (isinstance(loop, CLoop) and cls.call_at is call_at and
-                cls.time is ioloop_time):
-            # IOLoop.call_later is call_at(time() + delay), and call_at
-            # turns that back into a delay: the same, with no clock read.
-            return loop._tornado_call_later(
-                max(0, delay), callback, *args, **kwargs)
-        return self.call_at(self.time() + delay, callback, *args, **kwargs)
-
-    return {"add_callback": add_callback, "call_at": call_at,
-            "call_later": call_later}
+def _patch_ioloop(saved, base, IOLoop):
+    """Route BaseAsyncIOLoop.add_callback/call_at/remove_timeout and
+    IOLoop.call_later (hence add_timeout, spawn_callback) to the C loop:
+    _core.TornadoMethod descriptors (ext/speedup.c) that take the C path
+    when the IOLoop's asyncio_loop is ours and call Tornado's function
+    otherwise.  add_timeout and spawn_callback reach them through
+    Tornado's own code."""
+    TM = _core.TornadoMethod
+    call_at = TM("call_at", base.call_at, IOLoop.time)
+    _patch(saved, base, "add_callback",
+           TM("add_callback", base.add_callback, IOLoop.time))
+    _patch(saved, base, "call_at", call_at)
+    _patch(saved, base, "remove_timeout",
+           TM("remove_timeout", base.remove_timeout, IOLoop.time))
+    _patch(saved, IOLoop, "call_later",
+           TM("call_later", IOLoop.call_later, IOLoop.time, call_at))
 
 
 # ---- IOStream ------------------------------------------------------------------
@@ -241,10 +219,7 @@ def install():
         _patch(saved, tgen, name, value)
     if getattr(tasyncio, "convert_yielded", None) is tconvert:
         _patch(saved, tasyncio, "convert_yielded", convert)
-    methods = _ioloop_methods(base, tioloop.IOLoop)
-    _patch(saved, tioloop.IOLoop, "call_later", methods.pop("call_later"))
-    for name, fn in methods.items():
-        _patch(saved, base, name, fn)
+    _patch_ioloop(saved, base, tioloop.IOLoop)
     _patch(saved, tornado.iostream.BaseIOStream, "_read_to_buffer",
            _iostream_read_to_buffer(tornado.iostream))
 

@@ -1,0 +1,359 @@
+/* speedup.c: the C side of install(): Tornado's IOLoop methods on our loop.
+ *
+ * Owns the TornadoMethod type.  install() puts one on Tornado's
+ * BaseAsyncIOLoop for add_callback, call_at and remove_timeout, and one on
+ * IOLoop for call_later, each keeping Tornado's own function.  Called on an
+ * IOLoop
+ * whose asyncio_loop is one of ours, it goes straight to the loop's
+ * Tornado entry point (loop.c; handle.c then runs the callback under
+ * IOLoop._run_callback's rules); on any other IOLoop, or with arguments
+ * the fast path does not take, it calls Tornado's function, which also
+ * raises Tornado's errors.
+ *
+ * Tornado's arithmetic is kept: call_at(when) is a delay of
+ * max(0, when - self.time()) (time() as the IOLoop's class defines it);
+ * call_later(delay) is call_at(self.time() + delay), which is a delay of
+ * max(0, delay) when neither time() nor call_at() is overridden;
+ * remove_timeout(handle) is handle.cancel(), done in C for our handles.
+ *
+ * It binds like a function (tp_descr_get, and Py_TPFLAGS_METHOD_DESCRIPTOR
+ * so that io_loop.add_callback(...) makes no bound method), and reads
+ * like Tornado's function to introspection: attribute lookups it does not
+ * have itself fall through to that function (__name__, __doc__,
+ * __wrapped__ semantics for inspect.signature).
+ */
+#include "tcg.h"
+#include <stddef.h>
+#include <structmember.h>   /* T_PYSSIZET, READONLY on 3.10 and 3.11 */
+#include <time.h>
+
+typedef enum {
+    TM_ADD_CALLBACK, TM_CALL_AT, TM_CALL_LATER, TM_REMOVE_TIMEOUT
+} tm_kind;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    tm_kind kind;
+    PyObject *fallback;     /* Tornado's function */
+    PyObject *ioloop_time;  /* IOLoop.time: time.time() unless overridden */
+    PyObject *call_at;      /* call_later only: the routed call_at */
+    PyObject *module;       /* strong: st stays valid while we live */
+    tcg_state *st;
+} TornadoMethodObject;
+
+/* time.time(), as IOLoop.time() returns it. */
+static double
+wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* 1 if type(io).<name> is `expected` (a class attribute, no override). */
+static int
+class_attr_is(PyObject *io, PyObject *name, PyObject *expected)
+{
+    PyObject *attr = PyObject_GetAttr((PyObject *)Py_TYPE(io), name);
+    if (attr == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int same = attr == expected;
+    Py_DECREF(attr);
+    return same;
+}
+
+/* self.time(): the wall clock without a call when IOLoop.time it is.  A
+ * new reference. */
+static PyObject *
+ioloop_now(TornadoMethodObject *m, PyObject *io)
+{
+    if (class_attr_is(io, m->st->speedup.str_time, m->ioloop_time)) {
+        return PyFloat_FromDouble(wall_now());
+    }
+    return PyObject_CallMethodNoArgs(io, m->st->speedup.str_time);
+}
+
+/* max(0, d) as a delay in seconds, or -1.0 with an exception set.  NaN is
+ * left to the loop, which refuses it. */
+static double
+delay_from(PyObject *d)
+{
+    double v = PyFloat_AsDouble(d);
+    if (v == -1.0 && PyErr_Occurred()) {
+        return -1.0;
+    }
+    return v < 0 ? 0.0 : v;
+}
+
+static PyObject *
+tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io,
+        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (m->kind == TM_ADD_CALLBACK) {
+        return tcg_loop_tornado_add_callback(loop, args, (size_t)nargs,
+                                             kwnames);
+    }
+    /* call_at(when, callback, ...) / call_later(delay, callback, ...):
+     * args[0] is the time argument, args[1] the callback. */
+    double delay;
+    if (m->kind == TM_CALL_AT) {
+        PyObject *now = ioloop_now(m, io);
+        if (now == NULL) {
+            return NULL;
+        }
+        PyObject *d = PyNumber_Subtract(args[0], now);
+        Py_DECREF(now);
+        if (d == NULL) {
+            return NULL;
+        }
+        delay = delay_from(d);
+        Py_DECREF(d);
+    }
+    else {
+        delay = delay_from(args[0]);
+    }
+    if (delay == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return tcg_loop_tornado_call_later(loop, delay, args, nargs, kwnames);
+}
+
+static PyObject *
+tm_call(PyObject *self, PyObject *const *args, size_t nargsf,
+        PyObject *kwnames)
+{
+    TornadoMethodObject *m = (TornadoMethodObject *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    tcg_state *st = m->st;
+    /* The fast path wants (io_loop, callback, ...) or (io_loop, time,
+     * callback, ...), and the module alive. */
+    if (m->kind == TM_REMOVE_TIMEOUT) {
+        if (nargs == 2 && kwnames == NULL && !st->cleared &&
+            PyObject_TypeCheck(args[1], st->loop.handle.HandleType)) {
+            if (tcg_handle_cancel((tcg_HandleObject *)args[1]) < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
+    }
+    Py_ssize_t needed = m->kind == TM_ADD_CALLBACK ? 2 : 3;
+    if (nargs >= needed && !st->cleared) {
+        PyObject *io = args[0];
+        int route = 1;
+        if (m->kind == TM_CALL_LATER) {
+            route = class_attr_is(io, st->speedup.str_call_at, m->call_at) &&
+                    class_attr_is(io, st->speedup.str_time, m->ioloop_time);
+        }
+        PyObject *loop = route ? PyObject_GetAttr(io,
+                                                  st->speedup.str_asyncio_loop)
+                               : NULL;
+        if (loop == NULL) {
+            PyErr_Clear();   /* Tornado's function says what is wrong */
+        }
+        else if (PyObject_TypeCheck(loop, st->loop.LoopType)) {
+            PyObject *res = tm_fast(m, loop, io, args + 1, nargs - 1,
+                                    kwnames);
+            Py_DECREF(loop);
+            return res;
+        }
+        else {
+            Py_DECREF(loop);
+        }
+    }
+    return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+tm_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    (void)type;
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* Everything we do not have ourselves is Tornado's function's. */
+static PyObject *
+tm_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *res = PyObject_GenericGetAttr(self, name);
+    if (res == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        res = PyObject_GetAttr(((TornadoMethodObject *)self)->fallback, name);
+    }
+    return res;
+}
+
+static PyObject *
+tm_repr(PyObject *self)
+{
+    return PyObject_Repr(((TornadoMethodObject *)self)->fallback);
+}
+
+static int
+tm_traverse(TornadoMethodObject *m, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(m));
+    Py_VISIT(m->fallback);
+    Py_VISIT(m->ioloop_time);
+    Py_VISIT(m->call_at);
+    Py_VISIT(m->module);
+    return 0;
+}
+
+static int
+tm_clear(TornadoMethodObject *m)
+{
+    Py_CLEAR(m->fallback);
+    Py_CLEAR(m->ioloop_time);
+    Py_CLEAR(m->call_at);
+    /* The module (and `st`) stay until dealloc. */
+    return 0;
+}
+
+static void
+tm_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    tm_clear((TornadoMethodObject *)self);
+    PyObject *module = ((TornadoMethodObject *)self)->module;
+    tp->tp_free(self);
+    Py_DECREF(tp);
+    Py_XDECREF(module);   /* last: the state may go with it */
+}
+
+/* TornadoMethod(kind, fallback, ioloop_time, call_at=None): kind is
+ * "add_callback", "call_at", "remove_timeout" or "call_later" (which needs
+ * call_at, the routed call_at it may shortcut). */
+static PyObject *
+tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"kind", "fallback", "ioloop_time", "call_at",
+                             NULL};
+    const char *kind;
+    PyObject *fallback, *ioloop_time, *call_at = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sOO|O:TornadoMethod",
+                                     kwlist, &kind, &fallback, &ioloop_time,
+                                     &call_at)) {
+        return NULL;
+    }
+    tm_kind k;
+    if (strcmp(kind, "add_callback") == 0) {
+        k = TM_ADD_CALLBACK;
+    }
+    else if (strcmp(kind, "call_at") == 0) {
+        k = TM_CALL_AT;
+    }
+    else if (strcmp(kind, "call_later") == 0) {
+        k = TM_CALL_LATER;
+    }
+    else if (strcmp(kind, "remove_timeout") == 0) {
+        k = TM_REMOVE_TIMEOUT;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown TornadoMethod kind %R",
+                     PyTuple_GET_ITEM(args, 0));
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    if (k == TM_CALL_LATER && call_at == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "call_later needs call_at");
+        return NULL;
+    }
+    PyObject *module = tcg_module_from_type(type);
+    tcg_state *st = tcg_state_if_live(module);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    TornadoMethodObject *m = (TornadoMethodObject *)type->tp_alloc(type, 0);
+    if (m == NULL) {
+        return NULL;
+    }
+    m->vectorcall = tm_call;
+    m->kind = k;
+    m->fallback = Py_NewRef(fallback);
+    m->ioloop_time = Py_NewRef(ioloop_time);
+    m->call_at = call_at == Py_None ? NULL : Py_NewRef(call_at);
+    m->module = Py_NewRef(module);
+    m->st = st;
+    return (PyObject *)m;
+}
+
+static PyMemberDef tm_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET,
+     offsetof(TornadoMethodObject, vectorcall), READONLY, NULL},
+    {"__wrapped__", T_OBJECT, offsetof(TornadoMethodObject, fallback),
+     READONLY, "Tornado's function, which this one routes around."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot tm_slots[] = {
+    {Py_tp_doc, (void *)"An IOLoop method of Tornado's that install() "
+                        "routes to tornado_cgen's loop."},
+    {Py_tp_new, tm_new},
+    {Py_tp_dealloc, tm_dealloc},
+    {Py_tp_traverse, tm_traverse},
+    {Py_tp_clear, tm_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, tm_descr_get},
+    {Py_tp_getattro, tm_getattro},
+    {Py_tp_repr, tm_repr},
+    {Py_tp_members, tm_members},
+    {0, NULL},
+};
+
+static PyType_Spec tm_spec = {
+    .name = "tornado_cgen._core.TornadoMethod",
+    .basicsize = sizeof(TornadoMethodObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .slots = tm_slots,
+};
+
+#define SPEEDUP_INTERN(field, text)                                          \
+    do {                                                                     \
+        if ((st->speedup.field = PyUnicode_InternFromString(text)) == NULL)  \
+            return -1;                                                       \
+    } while (0)
+
+int
+tcg_speedup_exec(PyObject *m, tcg_state *st)
+{
+    st->speedup.TornadoMethodType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(m, &tm_spec, NULL);
+    if (st->speedup.TornadoMethodType == NULL ||
+        PyModule_AddType(m, st->speedup.TornadoMethodType) < 0) {
+        return -1;
+    }
+    SPEEDUP_INTERN(str_asyncio_loop, "asyncio_loop");
+    SPEEDUP_INTERN(str_time, "time");
+    SPEEDUP_INTERN(str_call_at, "call_at");
+    return 0;
+}
+
+int
+tcg_speedup_traverse(tcg_state *st, visitproc visit, void *arg)
+{
+    Py_VISIT(st->speedup.TornadoMethodType);
+    return 0;
+}
+
+void
+tcg_speedup_clear(tcg_state *st)
+{
+    Py_CLEAR(st->speedup.TornadoMethodType);
+    Py_CLEAR(st->speedup.str_asyncio_loop);
+    Py_CLEAR(st->speedup.str_time);
+    Py_CLEAR(st->speedup.str_call_at);
+}
