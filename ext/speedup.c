@@ -2,18 +2,19 @@
  *
  * Owns the TornadoMethod type.  install() puts one on Tornado's
  * BaseAsyncIOLoop for add_callback, call_at and remove_timeout, and one on
- * IOLoop for call_later, each keeping Tornado's own function.  Called on an
- * IOLoop
- * whose asyncio_loop is one of ours, it goes straight to the loop's
- * Tornado entry point (loop.c; handle.c then runs the callback under
- * IOLoop._run_callback's rules); on any other IOLoop, or with arguments
- * the fast path does not take, it calls Tornado's function, which also
- * raises Tornado's errors.
+ * IOLoop for call_later, each keeping Tornado's own function.  Called on
+ * an IOLoop whose asyncio_loop is one of ours, it goes straight to the
+ * loop's Tornado entry point (loop.c; handle.c then runs the callback
+ * under IOLoop._run_callback's rules); on any other IOLoop, on an IOLoop
+ * class that overrides _run_callback (whose callbacks must go through it),
+ * or with arguments the fast path does not take, it calls Tornado's
+ * function, which also raises Tornado's errors.
  *
  * Tornado's arithmetic is kept: call_at(when) is a delay of
  * max(0, when - self.time()) (time() as the IOLoop's class defines it);
  * call_later(delay) is call_at(self.time() + delay), which is a delay of
- * max(0, delay) when neither time() nor call_at() is overridden;
+ * max(0, delay) when neither time() nor call_at() is overridden and the
+ * delay is a plain int or float;
  * remove_timeout(handle) is handle.cancel(), done in C for our handles.
  *
  * It binds like a function (tp_descr_get, and Py_TPFLAGS_METHOD_DESCRIPTOR
@@ -37,6 +38,7 @@ typedef struct {
     tm_kind kind;
     PyObject *fallback;     /* Tornado's function */
     PyObject *ioloop_time;  /* IOLoop.time: time.time() unless overridden */
+    PyObject *run_callback; /* IOLoop._run_callback: the C loop's rules */
     PyObject *call_at;      /* call_later only: the routed call_at */
     PyObject *module;       /* strong: st stays valid while we live */
     tcg_state *st;
@@ -143,9 +145,12 @@ tm_call(PyObject *self, PyObject *const *args, size_t nargsf,
     Py_ssize_t needed = m->kind == TM_ADD_CALLBACK ? 2 : 3;
     if (nargs >= needed && !st->cleared) {
         PyObject *io = args[0];
-        int route = 1;
-        if (m->kind == TM_CALL_LATER) {
-            route = class_attr_is(io, st->speedup.str_call_at, m->call_at) &&
+        int route = class_attr_is(io, st->speedup.str_run_callback,
+                                  m->run_callback);
+        if (route && m->kind == TM_CALL_LATER) {
+            route = (PyFloat_CheckExact(args[1]) ||
+                     PyLong_CheckExact(args[1])) &&
+                    class_attr_is(io, st->speedup.str_call_at, m->call_at) &&
                     class_attr_is(io, st->speedup.str_time, m->ioloop_time);
         }
         PyObject *loop = route ? PyObject_GetAttr(io,
@@ -201,6 +206,7 @@ tm_traverse(TornadoMethodObject *m, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(m));
     Py_VISIT(m->fallback);
     Py_VISIT(m->ioloop_time);
+    Py_VISIT(m->run_callback);
     Py_VISIT(m->call_at);
     Py_VISIT(m->module);
     return 0;
@@ -211,6 +217,7 @@ tm_clear(TornadoMethodObject *m)
 {
     Py_CLEAR(m->fallback);
     Py_CLEAR(m->ioloop_time);
+    Py_CLEAR(m->run_callback);
     Py_CLEAR(m->call_at);
     /* The module (and `st`) stay until dealloc. */
     return 0;
@@ -228,18 +235,19 @@ tm_dealloc(PyObject *self)
     Py_XDECREF(module);   /* last: the state may go with it */
 }
 
-/* TornadoMethod(kind, fallback, ioloop_time, call_at=None): kind is
+/* TornadoMethod(kind, fallback, ioloop_class, call_at=None): kind is
  * "add_callback", "call_at", "remove_timeout" or "call_later" (which needs
- * call_at, the routed call_at it may shortcut). */
+ * call_at, the routed call_at it may shortcut); ioloop_class is Tornado's
+ * IOLoop, whose time and _run_callback mean "not overridden". */
 static PyObject *
 tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"kind", "fallback", "ioloop_time", "call_at",
+    static char *kwlist[] = {"kind", "fallback", "ioloop_class", "call_at",
                              NULL};
     const char *kind;
-    PyObject *fallback, *ioloop_time, *call_at = Py_None;
+    PyObject *fallback, *ioloop_class, *call_at = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "sOO|O:TornadoMethod",
-                                     kwlist, &kind, &fallback, &ioloop_time,
+                                     kwlist, &kind, &fallback, &ioloop_class,
                                      &call_at)) {
         return NULL;
     }
@@ -275,14 +283,21 @@ tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         tcg_state_gone();
         return NULL;
     }
-    TornadoMethodObject *m = (TornadoMethodObject *)type->tp_alloc(type, 0);
+    PyObject *ioloop_time = PyObject_GetAttr(ioloop_class, st->speedup.str_time);
+    PyObject *run_callback = ioloop_time == NULL ? NULL
+        : PyObject_GetAttr(ioloop_class, st->speedup.str_run_callback);
+    TornadoMethodObject *m = run_callback == NULL ? NULL
+        : (TornadoMethodObject *)type->tp_alloc(type, 0);
     if (m == NULL) {
+        Py_XDECREF(ioloop_time);
+        Py_XDECREF(run_callback);
         return NULL;
     }
     m->vectorcall = tm_call;
     m->kind = k;
     m->fallback = Py_NewRef(fallback);
-    m->ioloop_time = Py_NewRef(ioloop_time);
+    m->ioloop_time = ioloop_time;       /* owned */
+    m->run_callback = run_callback;     /* owned */
     m->call_at = call_at == Py_None ? NULL : Py_NewRef(call_at);
     m->module = Py_NewRef(module);
     m->st = st;
@@ -339,6 +354,7 @@ tcg_speedup_exec(PyObject *m, tcg_state *st)
     SPEEDUP_INTERN(str_asyncio_loop, "asyncio_loop");
     SPEEDUP_INTERN(str_time, "time");
     SPEEDUP_INTERN(str_call_at, "call_at");
+    SPEEDUP_INTERN(str_run_callback, "_run_callback");
     return 0;
 }
 
@@ -356,4 +372,5 @@ tcg_speedup_clear(tcg_state *st)
     Py_CLEAR(st->speedup.str_asyncio_loop);
     Py_CLEAR(st->speedup.str_time);
     Py_CLEAR(st->speedup.str_call_at);
+    Py_CLEAR(st->speedup.str_run_callback);
 }

@@ -10,6 +10,7 @@ typedef struct {
     PyObject *str_asyncio_loop;
     PyObject *str_time;
     PyObject *str_call_at;
+    PyObject *str_run_callback;
 } tcg_speedup_state;
 
 int tcg_speedup_exec(PyObject *m, tcg_state *st);

@@ -107,17 +107,17 @@ def _patch_ioloop(saved, base, IOLoop):
     IOLoop.call_later (hence add_timeout, spawn_callback) to the C loop:
     _core.TornadoMethod descriptors (ext/speedup.c) that take the C path
     when the IOLoop's asyncio_loop is ours and call Tornado's function
-    otherwise.  add_timeout and spawn_callback reach them through
-    Tornado's own code."""
+    otherwise (or on an IOLoop class with its own _run_callback).
+    add_timeout and spawn_callback reach them through Tornado's code."""
     TM = _core.TornadoMethod
-    call_at = TM("call_at", base.call_at, IOLoop.time)
-    _patch(saved, base, "add_callback",
-           TM("add_callback", base.add_callback, IOLoop.time))
+    call_at = TM("call_at", base.call_at, IOLoop)
+    _patch(saved, base, "add_callback", TM("add_callback", base.add_callback,
+                                           IOLoop))
     _patch(saved, base, "call_at", call_at)
     _patch(saved, base, "remove_timeout",
-           TM("remove_timeout", base.remove_timeout, IOLoop.time))
+           TM("remove_timeout", base.remove_timeout, IOLoop))
     _patch(saved, IOLoop, "call_later",
-           TM("call_later", IOLoop.call_later, IOLoop.time, call_at))
+           TM("call_later", IOLoop.call_later, IOLoop, call_at))
 
 
 # ---- IOStream ------------------------------------------------------------------
