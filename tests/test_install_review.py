@@ -66,3 +66,103 @@ def test_setup_calls_refuse_a_cleared_state():
     assert out.splitlines() == [
         "%s tornado_cgen._core has been cleared (interpreter exit)" % name
         for name in ("_gen_setup", "_set_future_factory", "multi")]
+
+
+# ---- install() / uninstall(): all or nothing, one at a time ---------------
+
+tornado = pytest.importorskip("tornado")
+
+
+def _tornado_state():
+    """What install() may change: every attribute it patches, the C
+    Runner's objects, the future factory, the loop hook and the policy."""
+    import asyncio
+    import tornado.gen
+    import tornado.ioloop
+    import tornado.iostream
+    import tornado.platform.asyncio
+    from tornado_cgen import loop as tcg_loop
+    attrs = {}
+    for obj in (tornado.gen, tornado.platform.asyncio,
+                tornado.platform.asyncio.BaseAsyncIOLoop,
+                tornado.ioloop.IOLoop, tornado.iostream.BaseIOStream):
+        attrs.update({(obj.__name__, k): v for k, v in vars(obj).items()
+                      if not k.startswith("__")})
+    return attrs, tcg_loop._tornado_result_hook, \
+        asyncio.events._event_loop_policy
+
+
+def _runs_standalone():
+    """The C Runner and multi() are tornado_cgen's own again: its
+    BadYieldError, its Future."""
+    import tornado_cgen
+    from tornado_cgen import concurrent, gen
+
+    @gen.coroutine
+    def f():
+        try:
+            yield 42
+        except gen.BadYieldError:
+            return "ours"
+
+    fut = f()
+    return (type(fut) is concurrent.Future and fut.result() == "ours" and
+            type(gen.multi([])) is concurrent.Future and
+            not tornado_cgen.installed())
+
+
+@pytest.fixture
+def uninstalled():
+    import tornado_cgen
+    assert not tornado_cgen.installed()
+    yield
+    tornado_cgen.uninstall()
+
+
+def test_install_failing_halfway_changes_nothing(uninstalled, monkeypatch):
+    # It used to leave Tornado patched and the C Runner on Tornado's
+    # objects, with installed() False and uninstall() doing nothing.
+    import tornado_cgen
+    from tornado_cgen import loop as tcg_loop
+
+    before = _tornado_state()
+
+    class Failing:
+        def __init__(self):
+            raise MemoryError("the last step of install() fails")
+
+    monkeypatch.setattr(tcg_loop, "EventLoopPolicy", Failing)
+    with pytest.raises(MemoryError):
+        tornado_cgen.install()
+    assert _tornado_state() == before
+    assert _runs_standalone()
+
+
+def test_install_from_two_threads_at_once(uninstalled, monkeypatch):
+    # Both calls saw "not installed"; the later one saved the earlier one's
+    # replacements as Tornado's originals, which uninstall() then put back.
+    import threading
+    import tornado_cgen
+    from tornado_cgen import _speedup
+
+    before = _tornado_state()
+    real, first, second_done = _speedup._tornado, [], threading.Event()
+
+    def slow_tornado():
+        if not first:
+            first.append(1)
+            second_done.wait(0.5)   # the other call runs meanwhile (if it can)
+        return real()
+
+    monkeypatch.setattr(_speedup, "_tornado", slow_tornado)
+    t = threading.Thread(target=tornado_cgen.install)
+    t.start()
+    while not first:
+        pass
+    tornado_cgen.install()
+    second_done.set()
+    t.join()
+    assert tornado_cgen.installed()
+    tornado_cgen.uninstall()
+    assert _tornado_state() == before
+    assert _runs_standalone()

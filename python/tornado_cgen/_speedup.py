@@ -25,6 +25,7 @@ keep Tornado's Python Runner; what is decorated afterwards runs on ours.
 import asyncio
 import functools
 import socket
+import threading
 from asyncio import events
 
 from . import _core, gen as _gen, loop as _loop
@@ -36,6 +37,9 @@ MIN_TORNADO = (6, 2)
 # What install() replaced, to put back: (object, attribute, original).
 _saved = None
 _saved_policy = None
+# install() and uninstall() one at a time (the imports they make and the
+# code they call may switch threads).
+_lock = threading.RLock()
 
 
 class TornadoVersionError(ImportError):
@@ -218,17 +222,30 @@ def _callback_result_hook(IOLoop, gen):
 
 def install():
     """Run Tornado on tornado_cgen's C loop and Runner (see the module
-    docstring).  Calling it again while installed does nothing."""
+    docstring).  Calling it again while installed does nothing.  If it
+    fails, nothing is left changed."""
     global _saved, _saved_policy
-    if _saved is not None:
-        return
-    tornado = _tornado()
+    with _lock:
+        if _saved is not None:
+            return
+        tornado = _tornado()
+        policy = events._event_loop_policy
+        saved = []
+        try:
+            _install(tornado, saved)
+        except BaseException:
+            _undo(saved, tornado.gen, policy)
+            raise
+        _saved_policy = policy
+        _saved = saved
+
+
+def _install(tornado, saved):
     tgen = tornado.gen
     tioloop = tornado.ioloop
     tasyncio = tornado.platform.asyncio
     base = tasyncio.BaseAsyncIOLoop
 
-    saved = []
     tconvert = tgen.convert_yielded   # Tornado's singledispatch: its registry
     c_convert = _core.ConvertYielded(tconvert)
     convert = _tornado_function(c_convert, tconvert)
@@ -254,10 +271,22 @@ def install():
                      tgen._wrap_awaitable, _gen.moment, _gen._null_future)
     _core._set_future_factory(asyncio.Future)
     _loop._tornado_result_hook = _callback_result_hook(tioloop.IOLoop, tgen)
-
-    _saved_policy = events._event_loop_policy
     asyncio.set_event_loop_policy(_loop.EventLoopPolicy())
-    _saved = saved
+
+
+def _undo(saved, tgen, policy):
+    """Put back what install() changed (``saved``, the C Runner's and
+    loop's settings) and asyncio's ``policy``."""
+    for obj, name, original in reversed(saved):
+        if original is _MISSING:
+            delattr(obj, name)
+        else:
+            setattr(obj, name, original)
+    _gen._setup_core(tgen)
+    _core._set_future_factory(None)
+    _loop._tornado_result_hook = None
+    if events._event_loop_policy is not policy:
+        asyncio.set_event_loop_policy(policy)
 
 
 def uninstall():
@@ -266,17 +295,10 @@ def uninstall():
     Runner, now returning tornado_cgen's Future.  Does nothing when not
     installed."""
     global _saved, _saved_policy
-    if _saved is None:
-        return
-    saved, _saved = _saved, None
-    for obj, name, original in reversed(saved):
-        if original is _MISSING:
-            delattr(obj, name)
-        else:
-            setattr(obj, name, original)
-    import tornado.gen
-    _gen._setup_core(tornado.gen)
-    _core._set_future_factory(None)
-    _loop._tornado_result_hook = None
-    asyncio.set_event_loop_policy(_saved_policy)
-    _saved_policy = None
+    with _lock:
+        if _saved is None:
+            return
+        saved, _saved = _saved, None
+        policy, _saved_policy = _saved_policy, None
+        import tornado.gen
+        _undo(saved, tornado.gen, policy)
