@@ -166,3 +166,37 @@ def test_install_from_two_threads_at_once(uninstalled, monkeypatch):
     tornado_cgen.uninstall()
     assert _tornado_state() == before
     assert _runs_standalone()
+
+
+def test_uninstall_keeps_what_the_program_changed_since(uninstalled):
+    # uninstall() put Tornado's function and the old policy back over the
+    # program's own, set after install().
+    import asyncio
+    import tornado.gen
+    import tornado.iostream
+    import tornado_cgen
+
+    tornado_read = tornado.iostream.BaseIOStream._read_to_buffer
+    tornado_coroutine = tornado.gen.coroutine
+    before = asyncio.events._event_loop_policy
+    tornado_cgen.install()
+
+    def program_coroutine(func):
+        return func
+
+    class ProgramPolicy(asyncio.DefaultEventLoopPolicy):
+        pass
+
+    policy = ProgramPolicy()
+    try:
+        tornado.gen.coroutine = program_coroutine
+        asyncio.set_event_loop_policy(policy)
+        tornado_cgen.uninstall()
+        assert tornado.gen.coroutine is program_coroutine
+        assert asyncio.events._event_loop_policy is policy
+        # What the program left alone is Tornado's again.
+        assert tornado.iostream.BaseIOStream._read_to_buffer is tornado_read
+    finally:
+        tornado_cgen.uninstall()
+        tornado.gen.coroutine = tornado_coroutine
+        asyncio.set_event_loop_policy(before)

@@ -34,7 +34,8 @@ __all__ = ["install", "uninstall", "installed"]
 
 MIN_TORNADO = (6, 2)
 
-# What install() replaced, to put back: (object, attribute, original).
+# What install() replaced, to put back: (object, attribute, original,
+# replacement), and asyncio's policy: (the one before, install()'s).
 _saved = None
 _saved_policy = None
 # install() and uninstall() one at a time (the imports they make and the
@@ -71,7 +72,7 @@ def _tornado():
 
 
 def _patch(saved, obj, name, value):
-    saved.append((obj, name, obj.__dict__.get(name, _MISSING)))
+    saved.append((obj, name, obj.__dict__.get(name, _MISSING), value))
     setattr(obj, name, value)
 
 
@@ -234,9 +235,9 @@ def install():
         try:
             _install(tornado, saved)
         except BaseException:
-            _undo(saved, tornado.gen, policy)
+            _undo(saved, tornado.gen, (policy, None))
             raise
-        _saved_policy = policy
+        _saved_policy = (policy, events._event_loop_policy)
         _saved = saved
 
 
@@ -274,10 +275,14 @@ def _install(tornado, saved):
     asyncio.set_event_loop_policy(_loop.EventLoopPolicy())
 
 
-def _undo(saved, tgen, policy):
+def _undo(saved, tgen, policies):
     """Put back what install() changed (``saved``, the C Runner's and
-    loop's settings) and asyncio's ``policy``."""
-    for obj, name, original in reversed(saved):
+    loop's settings) and asyncio's policy (``policies``: the one before,
+    and install()'s or None).  What the program has changed again since
+    (an attribute, the policy) is the program's: it stays."""
+    for obj, name, original, value in reversed(saved):
+        if obj.__dict__.get(name, _MISSING) is not value:
+            continue
         if original is _MISSING:
             delattr(obj, name)
         else:
@@ -285,20 +290,22 @@ def _undo(saved, tgen, policy):
     _gen._setup_core(tgen)
     _core._set_future_factory(None)
     _loop._tornado_result_hook = None
-    if events._event_loop_policy is not policy:
-        asyncio.set_event_loop_policy(policy)
+    before, ours = policies
+    current = events._event_loop_policy
+    if current is not before and (ours is None or current is ours):
+        asyncio.set_event_loop_policy(before)
 
 
 def uninstall():
     """Undo ``install()``: Tornado's own code and asyncio's previous policy
-    again.  Functions decorated while installed keep running on the C
-    Runner, now returning tornado_cgen's Future.  Does nothing when not
-    installed."""
+    again, but for what the program replaced itself since.  Functions
+    decorated while installed keep running on the C Runner, now returning
+    tornado_cgen's Future.  Does nothing when not installed."""
     global _saved, _saved_policy
     with _lock:
         if _saved is None:
             return
         saved, _saved = _saved, None
-        policy, _saved_policy = _saved_policy, None
+        policies, _saved_policy = _saved_policy, None
         import tornado.gen
-        _undo(saved, tornado.gen, policy)
+        _undo(saved, tornado.gen, policies)
