@@ -200,3 +200,71 @@ def test_uninstall_keeps_what_the_program_changed_since(uninstalled):
         tornado_cgen.uninstall()
         tornado.gen.coroutine = tornado_coroutine
         asyncio.set_event_loop_policy(before)
+
+
+# ---- the IOLoop methods install() replaces ------------------------------
+
+@pytest.fixture
+def installed():
+    import tornado_cgen
+    assert not tornado_cgen.installed()
+    tornado_cgen.install()
+    yield
+    tornado_cgen.uninstall()
+
+
+def test_call_later_of_an_ioloop_of_its_own(installed):
+    # IOLoop.call_later is self.call_at(self.time() + delay); it read
+    # self.asyncio_loop first, which an IOLoop that is not a
+    # BaseAsyncIOLoop does not have (AttributeError).
+    from tornado.ioloop import IOLoop
+
+    class TimerOnly(IOLoop):
+        def call_at(self, when, callback, *args, **kwargs):
+            self.calls.append((when, callback))
+            return "handle"
+
+        def time(self):
+            return 1000.0
+
+    io_loop = object.__new__(TimerOnly)   # no Configurable initialize()
+    io_loop.calls = []
+    assert IOLoop.call_later(io_loop, 5, print) == "handle"
+    assert io_loop.calls == [(1005.0, print)]
+
+
+def test_call_later_honours_instance_overrides(installed):
+    # Only the class was checked for call_at/time overrides: one set on the
+    # instance (mock.patch.object(io_loop, "call_at")) was bypassed.
+    from unittest import mock
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    io_loop = AsyncIOLoop(make_current=False)
+    try:
+        with mock.patch.object(io_loop, "call_at", return_value="mocked") as m:
+            assert io_loop.call_later(5, print) == "mocked"
+        assert m.call_args[0][1] is print
+        with mock.patch.object(io_loop, "time", return_value=100.0):
+            with mock.patch.object(io_loop, "call_at") as m:
+                io_loop.call_later(5, print)
+            assert m.call_args[0][0] == 105.0
+    finally:
+        io_loop.close()
+
+
+@pytest.mark.parametrize("delay", [None, "1", __import__("decimal").Decimal(1)])
+def test_call_later_bad_delay_fails_as_tornado(installed, delay):
+    # max(0, delay) came first: another TypeError than Tornado's
+    # (time() + delay), and a Decimal Tornado refuses was taken.
+    import time
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    io_loop = AsyncIOLoop(make_current=False)
+    try:
+        with pytest.raises(TypeError) as got:
+            io_loop.call_later(delay, print)
+        with pytest.raises(TypeError) as want:
+            time.time() + delay
+        assert str(got.value) == str(want.value)
+    finally:
+        io_loop.close()

@@ -112,6 +112,7 @@ def _ioloop_methods(base, IOLoop):
     CLoop = _core.Loop
     orig_add_callback = base.add_callback
     orig_call_at = base.call_at
+    orig_call_later = IOLoop.call_later
     ioloop_time = IOLoop.time
 
     def add_callback(self, callback, *args, **kwargs):
@@ -133,15 +134,21 @@ def _ioloop_methods(base, IOLoop):
         return orig_call_at(self, when, callback, *args, **kwargs)
 
     def call_later(self, delay, callback, *args, **kwargs):
-        loop = self.asyncio_loop
+        # IOLoop.call_later is self.call_at(self.time() + delay), and our
+        # call_at turns that back into a delay: the same, with no clock
+        # read, while neither is overridden (by the class, which may not
+        # be a BaseAsyncIOLoop at all, or on the instance) and the delay
+        # is a plain number (time() + delay raises Tornado's TypeError).
         cls = type(self)
-        if (isinstance(loop, CLoop) and cls.call_at is call_at and
-                cls.time is ioloop_time):
-            # IOLoop.call_later is call_at(time() + delay), and call_at
-            # turns that back into a delay: the same, with no clock read.
-            return loop._tornado_call_later(
-                max(0, delay), callback, *args, **kwargs)
-        return self.call_at(self.time() + delay, callback, *args, **kwargs)
+        if (cls.call_at is call_at and cls.time is ioloop_time and
+                type(delay) in (float, int)):
+            d = self.__dict__
+            loop = d.get("asyncio_loop")
+            if (isinstance(loop, CLoop) and "call_at" not in d and
+                    "time" not in d):
+                return loop._tornado_call_later(
+                    max(0, delay), callback, *args, **kwargs)
+        return orig_call_later(self, delay, callback, *args, **kwargs)
 
     return {"add_callback": add_callback, "call_at": call_at,
             "call_later": call_later}
