@@ -268,3 +268,36 @@ def test_call_later_bad_delay_fails_as_tornado(installed, delay):
         assert str(got.value) == str(want.value)
     finally:
         io_loop.close()
+
+
+def test_run_callback_of_a_subclass_is_honoured(installed):
+    # Tornado runs every add_callback/call_at/call_later (add_timeout,
+    # spawn_callback) callback through self._run_callback; the C loop
+    # applied IOLoop's rules itself and skipped a subclass's override.
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    class Counting(AsyncIOLoop):
+        def _run_callback(self, callback):
+            self.seen.append(callback.func)
+            return super()._run_callback(callback)
+
+    io_loop = Counting(make_current=False)
+    io_loop.seen = []
+    try:
+        def a():
+            pass
+
+        def b():
+            pass
+
+        def c():
+            pass
+
+        io_loop.add_callback(a)
+        io_loop.call_at(io_loop.time(), b)
+        io_loop.call_later(0, c)
+        io_loop.call_later(0.05, io_loop.stop)
+        io_loop.start()
+        assert sorted(f.__name__ for f in io_loop.seen[:3]) == ["a", "b", "c"]
+    finally:
+        io_loop.close()

@@ -108,8 +108,11 @@ def _tornado_function(c_function, original):
 
 def _ioloop_methods(base, IOLoop):
     """Replacements for BaseAsyncIOLoop's hot methods: the C loop's Tornado
-    entry points when the asyncio loop is ours, Tornado's code otherwise."""
+    entry points when the asyncio loop is ours (and the IOLoop's class
+    keeps IOLoop._run_callback, whose rules the C loop applies), Tornado's
+    code otherwise."""
     CLoop = _core.Loop
+    run_callback = IOLoop._run_callback
     orig_add_callback = base.add_callback
     orig_call_at = base.call_at
     orig_call_later = IOLoop.call_later
@@ -117,7 +120,7 @@ def _ioloop_methods(base, IOLoop):
 
     def add_callback(self, callback, *args, **kwargs):
         loop = self.asyncio_loop
-        if isinstance(loop, CLoop):
+        if isinstance(loop, CLoop) and type(self)._run_callback is run_callback:
             # Thread-safe, wakes the loop only when it sleeps; a closed
             # loop drops the callback quietly, as Tornado's does.
             loop._tornado_add_callback(callback, *args, **kwargs)
@@ -126,7 +129,7 @@ def _ioloop_methods(base, IOLoop):
 
     def call_at(self, when, callback, *args, **kwargs):
         loop = self.asyncio_loop
-        if isinstance(loop, CLoop):
+        if isinstance(loop, CLoop) and type(self)._run_callback is run_callback:
             # Tornado's conversion: a delay from IOLoop.time() (which a
             # subclass may override), never negative.
             return loop._tornado_call_later(
@@ -141,6 +144,7 @@ def _ioloop_methods(base, IOLoop):
         # is a plain number (time() + delay raises Tornado's TypeError).
         cls = type(self)
         if (cls.call_at is call_at and cls.time is ioloop_time and
+                cls._run_callback is run_callback and
                 type(delay) in (float, int)):
             d = self.__dict__
             loop = d.get("asyncio_loop")
