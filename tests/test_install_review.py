@@ -301,3 +301,30 @@ def test_run_callback_of_a_subclass_is_honoured(installed):
         assert sorted(f.__name__ for f in io_loop.seen[:3]) == ["a", "b", "c"]
     finally:
         io_loop.close()
+
+
+def test_ioloop_methods_introspect_as_tornado():
+    # Unlike install()'s other replacements they had no functools.wraps:
+    # _ioloop_methods.<locals>.add_callback in tracebacks and error
+    # messages, and IOLoop.call_later without its documentation.
+    import tornado_cgen
+    from tornado.ioloop import IOLoop
+    from tornado.platform.asyncio import AsyncIOLoop, BaseAsyncIOLoop
+
+    methods = [(BaseAsyncIOLoop, "add_callback"), (BaseAsyncIOLoop, "call_at"),
+               (IOLoop, "call_later")]
+    want = {(c, n): (vars(c)[n].__qualname__, vars(c)[n].__doc__)
+            for c, n in methods}
+    tornado_cgen.install()
+    try:
+        got = {(c, n): (vars(c)[n].__qualname__, vars(c)[n].__doc__)
+               for c, n in methods}
+        io_loop = AsyncIOLoop(make_current=False)
+        try:
+            with pytest.raises(TypeError, match=r"^BaseAsyncIOLoop\.add_callback\(\)"):
+                io_loop.add_callback()
+        finally:
+            io_loop.close()
+    finally:
+        tornado_cgen.uninstall()
+    assert got == want

@@ -154,6 +154,12 @@ def _ioloop_methods(base, IOLoop):
                     max(0, delay), callback, *args, **kwargs)
         return orig_call_later(self, delay, callback, *args, **kwargs)
 
+    # Introspected as Tornado's (name, qualname, docs, error messages).
+    for fn, original in ((add_callback, orig_add_callback),
+                         (call_at, orig_call_at),
+                         (call_later, orig_call_later)):
+        functools.update_wrapper(fn, original)
+        del fn.__wrapped__
     return {"add_callback": add_callback, "call_at": call_at,
             "call_later": call_later}
 
