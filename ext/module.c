@@ -406,7 +406,11 @@ module_stats(PyObject *m, PyObject *Py_UNUSED(ignored))
 static PyObject *
 module_set_future_factory(PyObject *m, PyObject *factory)
 {
-    tcg_state *st = tcg_state_from_module(m);
+    tcg_state *st = tcg_state_if_live(m);
+    if (st == NULL) {
+        tcg_state_gone();   /* a cleared state's fields stay NULL */
+        return NULL;
+    }
     if (factory != Py_None && !PyCallable_Check(factory)) {
         PyErr_SetString(PyExc_TypeError, "the future factory must be callable");
         return NULL;

@@ -854,7 +854,11 @@ gen_multi(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
     static const char *const names[] = {"children", "quiet_exceptions"};
-    tcg_state *st = tcg_state_from_module(module);
+    tcg_state *st = tcg_state_if_live(module);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
     if (gen_not_ready(st)) {
         return NULL;
     }
@@ -1845,7 +1849,14 @@ gen_setup(PyObject *module, PyObject *args)
                         "_gen_setup: the converters must be callable");
         return NULL;
     }
-    tcg_state *st = tcg_state_from_module(module);
+    /* Not into a cleared state (interpreter exit: uninstall() from a
+     * finalizer): the fields must stay NULL, and the rest of the state
+     * (the types) is gone. */
+    tcg_state *st = tcg_state_if_live(module);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
     Py_XSETREF(st->run.Return, Py_NewRef(ret));
     Py_XSETREF(st->run.moment, Py_NewRef(moment));
     Py_XSETREF(st->run.null_future, Py_NewRef(null_future));

@@ -26,6 +26,7 @@ keep Tornado's Python Runner; what is decorated afterwards runs on ours.
 import asyncio
 import functools
 import socket
+import threading
 from asyncio import events
 
 from . import _core, gen as _gen, loop as _loop
@@ -34,9 +35,13 @@ __all__ = ["install", "uninstall", "installed"]
 
 MIN_TORNADO = (6, 2)
 
-# What install() replaced, to put back: (object, attribute, original).
+# What install() replaced, to put back: (object, attribute, original,
+# replacement), and asyncio's policy: (the one before, install()'s).
 _saved = None
 _saved_policy = None
+# install() and uninstall() one at a time (the imports they make and the
+# code they call may switch threads).
+_lock = threading.RLock()
 
 
 class TornadoVersionError(ImportError):
@@ -68,7 +73,7 @@ def _tornado():
 
 
 def _patch(saved, obj, name, value):
-    saved.append((obj, name, obj.__dict__.get(name, _MISSING)))
+    saved.append((obj, name, obj.__dict__.get(name, _MISSING), value))
     setattr(obj, name, value)
 
 
@@ -196,17 +201,30 @@ def _callback_result_hook(IOLoop, gen):
 
 def install():
     """Run Tornado on tornado_cgen's C loop and Runner (see the module
-    docstring).  Calling it again while installed does nothing."""
+    docstring).  Calling it again while installed does nothing.  If it
+    fails, nothing is left changed."""
     global _saved, _saved_policy
-    if _saved is not None:
-        return
-    tornado = _tornado()
+    with _lock:
+        if _saved is not None:
+            return
+        tornado = _tornado()
+        policy = events._event_loop_policy
+        saved = []
+        try:
+            _install(tornado, saved)
+        except BaseException:
+            _undo(saved, tornado.gen, (policy, None))
+            raise
+        _saved_policy = (policy, events._event_loop_policy)
+        _saved = saved
+
+
+def _install(tornado, saved):
     tgen = tornado.gen
     tioloop = tornado.ioloop
     tasyncio = tornado.platform.asyncio
     base = tasyncio.BaseAsyncIOLoop
 
-    saved = []
     tconvert = tgen.convert_yielded   # Tornado's singledispatch: its registry
     c_convert = _core.ConvertYielded(tconvert)
     convert = _tornado_function(c_convert, tconvert)
@@ -229,29 +247,40 @@ def install():
                      tgen._wrap_awaitable, _gen.moment, _gen._null_future)
     _core._set_future_factory(asyncio.Future)
     _loop._tornado_result_hook = _callback_result_hook(tioloop.IOLoop, tgen)
-
-    _saved_policy = events._event_loop_policy
     asyncio.set_event_loop_policy(_loop.EventLoopPolicy())
-    _saved = saved
 
 
-def uninstall():
-    """Undo ``install()``: Tornado's own code and asyncio's previous policy
-    again.  Functions decorated while installed keep running on the C
-    Runner, now returning tornado_cgen's Future.  Does nothing when not
-    installed."""
-    global _saved, _saved_policy
-    if _saved is None:
-        return
-    saved, _saved = _saved, None
-    for obj, name, original in reversed(saved):
+def _undo(saved, tgen, policies):
+    """Put back what install() changed (``saved``, the C Runner's and
+    loop's settings) and asyncio's policy (``policies``: the one before,
+    and install()'s or None).  What the program has changed again since
+    (an attribute, the policy) is the program's: it stays."""
+    for obj, name, original, value in reversed(saved):
+        if obj.__dict__.get(name, _MISSING) is not value:
+            continue
         if original is _MISSING:
             delattr(obj, name)
         else:
             setattr(obj, name, original)
-    import tornado.gen
-    _gen._setup_core(tornado.gen)
+    _gen._setup_core(tgen)
     _core._set_future_factory(None)
     _loop._tornado_result_hook = None
-    asyncio.set_event_loop_policy(_saved_policy)
-    _saved_policy = None
+    before, ours = policies
+    current = events._event_loop_policy
+    if current is not before and (ours is None or current is ours):
+        asyncio.set_event_loop_policy(before)
+
+
+def uninstall():
+    """Undo ``install()``: Tornado's own code and asyncio's previous policy
+    again, but for what the program replaced itself since.  Functions
+    decorated while installed keep running on the C Runner, now returning
+    tornado_cgen's Future.  Does nothing when not installed."""
+    global _saved, _saved_policy
+    with _lock:
+        if _saved is None:
+            return
+        saved, _saved = _saved, None
+        policies, _saved_policy = _saved_policy, None
+        import tornado.gen
+        _undo(saved, tornado.gen, policies)
