@@ -19,9 +19,11 @@
  *
  * It binds like a function (tp_descr_get, and Py_TPFLAGS_METHOD_DESCRIPTOR
  * so that io_loop.add_callback(...) makes no bound method), and reads
- * like Tornado's function to introspection: attribute lookups it does not
- * have itself fall through to that function (__name__, __doc__,
- * __wrapped__ semantics for inspect.signature).
+ * like Tornado's function to introspection: __doc__, __name__,
+ * __qualname__ and __module__ are that function's, __wrapped__ is the
+ * function (inspect.signature follows it), and other attribute lookups it
+ * does not have itself fall through to it.  It is not a Python function
+ * object (inspect.isfunction() is false).
  */
 #include "tcg.h"
 #include <stddef.h>
@@ -53,11 +55,17 @@ wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* 1 if type(io).<name> is `expected` (a class attribute, no override). */
+/* 1 if io.<name> is IOLoop's `expected`: overridden neither by io's
+ * class nor in its __dict__ (mock.patch.object), else 0. */
 static int
-class_attr_is(PyObject *io, PyObject *name, PyObject *expected)
+not_overridden(PyObject *io, PyObject *dict, PyObject *name,
+               PyObject *expected)
 {
-    PyObject *attr = PyObject_GetAttr((PyObject *)Py_TYPE(io), name);
+    if (PyDict_GetItemWithError(dict, name) != NULL) {
+        return 0;
+    }
+    PyObject *attr = PyErr_Occurred() ? NULL
+                   : PyObject_GetAttr((PyObject *)Py_TYPE(io), name);
     if (attr == NULL) {
         PyErr_Clear();
         return 0;
@@ -70,9 +78,9 @@ class_attr_is(PyObject *io, PyObject *name, PyObject *expected)
 /* self.time(): the wall clock without a call when IOLoop.time it is.  A
  * new reference. */
 static PyObject *
-ioloop_now(TornadoMethodObject *m, PyObject *io)
+ioloop_now(TornadoMethodObject *m, PyObject *io, PyObject *dict)
 {
-    if (class_attr_is(io, m->st->speedup.str_time, m->ioloop_time)) {
+    if (not_overridden(io, dict, m->st->speedup.str_time, m->ioloop_time)) {
         return PyFloat_FromDouble(wall_now());
     }
     return PyObject_CallMethodNoArgs(io, m->st->speedup.str_time);
@@ -91,7 +99,7 @@ delay_from(PyObject *d)
 }
 
 static PyObject *
-tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io,
+tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io, PyObject *dict,
         PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (m->kind == TM_ADD_CALLBACK) {
@@ -102,7 +110,7 @@ tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io,
      * args[0] is the time argument, args[1] the callback. */
     double delay;
     if (m->kind == TM_CALL_AT) {
-        PyObject *now = ioloop_now(m, io);
+        PyObject *now = ioloop_now(m, io, dict);
         if (now == NULL) {
             return NULL;
         }
@@ -123,6 +131,47 @@ tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io,
     return tcg_loop_tornado_call_later(loop, delay, args, nargs, kwnames);
 }
 
+/* The fast path, if it applies to `io` (*routed set to 1; the result, or
+ * NULL with an exception): io's __dict__ holds an asyncio_loop of ours,
+ * and neither io nor its class overrides _run_callback (nor, for
+ * call_later, call_at or time, and the delay is a plain number).
+ * Otherwise *routed stays 0 and no exception is set. */
+static PyObject *
+tm_route(TornadoMethodObject *m, PyObject *io, PyObject *const *args,
+         Py_ssize_t nargs, PyObject *kwnames, int *routed)
+{
+    tcg_speedup_state *sp = &m->st->speedup;
+    PyObject *dict = PyObject_GenericGetDict(io, NULL);
+    if (dict == NULL || !PyDict_Check(dict)) {
+        Py_XDECREF(dict);
+        PyErr_Clear();   /* no __dict__: not one of Tornado's IOLoops */
+        return NULL;
+    }
+    PyObject *res = NULL;
+    int route = not_overridden(io, dict, sp->str_run_callback,
+                               m->run_callback);
+    if (route && m->kind == TM_CALL_LATER) {
+        route = (PyFloat_CheckExact(args[0]) || PyLong_CheckExact(args[0])) &&
+                not_overridden(io, dict, sp->str_call_at, m->call_at) &&
+                not_overridden(io, dict, sp->str_time, m->ioloop_time);
+    }
+    /* Strong: time() (call_at) may run Python code that rebinds it. */
+    PyObject *loop = route ? PyDict_GetItemWithError(dict,
+                                                     sp->str_asyncio_loop)
+                           : NULL;
+    if (loop != NULL && PyObject_TypeCheck(loop, m->st->loop.LoopType)) {
+        Py_INCREF(loop);
+        *routed = 1;
+        res = tm_fast(m, loop, io, dict, args, nargs, kwnames);
+        Py_DECREF(loop);
+    }
+    else {
+        PyErr_Clear();   /* a failed lookup: Tornado's function decides */
+    }
+    Py_DECREF(dict);
+    return res;
+}
+
 static PyObject *
 tm_call(PyObject *self, PyObject *const *args, size_t nargsf,
         PyObject *kwnames)
@@ -133,8 +182,10 @@ tm_call(PyObject *self, PyObject *const *args, size_t nargsf,
     /* The fast path wants (io_loop, callback, ...) or (io_loop, time,
      * callback, ...), and the module alive. */
     if (m->kind == TM_REMOVE_TIMEOUT) {
+        /* Exactly our handles: a subclass may have its own cancel(). */
         if (nargs == 2 && kwnames == NULL && !st->cleared &&
-            PyObject_TypeCheck(args[1], st->loop.handle.HandleType)) {
+            (Py_IS_TYPE(args[1], st->loop.handle.TimerHandleType) ||
+             Py_IS_TYPE(args[1], st->loop.handle.HandleType))) {
             if (tcg_handle_cancel((tcg_HandleObject *)args[1]) < 0) {
                 return NULL;
             }
@@ -144,29 +195,11 @@ tm_call(PyObject *self, PyObject *const *args, size_t nargsf,
     }
     Py_ssize_t needed = m->kind == TM_ADD_CALLBACK ? 2 : 3;
     if (nargs >= needed && !st->cleared) {
-        PyObject *io = args[0];
-        int route = class_attr_is(io, st->speedup.str_run_callback,
-                                  m->run_callback);
-        if (route && m->kind == TM_CALL_LATER) {
-            route = (PyFloat_CheckExact(args[1]) ||
-                     PyLong_CheckExact(args[1])) &&
-                    class_attr_is(io, st->speedup.str_call_at, m->call_at) &&
-                    class_attr_is(io, st->speedup.str_time, m->ioloop_time);
-        }
-        PyObject *loop = route ? PyObject_GetAttr(io,
-                                                  st->speedup.str_asyncio_loop)
-                               : NULL;
-        if (loop == NULL) {
-            PyErr_Clear();   /* Tornado's function says what is wrong */
-        }
-        else if (PyObject_TypeCheck(loop, st->loop.LoopType)) {
-            PyObject *res = tm_fast(m, loop, io, args + 1, nargs - 1,
-                                    kwnames);
-            Py_DECREF(loop);
+        int routed = 0;
+        PyObject *res = tm_route(m, args[0], args + 1, nargs - 1, kwnames,
+                                 &routed);
+        if (routed) {
             return res;
-        }
-        else {
-            Py_DECREF(loop);
         }
     }
     return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
@@ -182,10 +215,21 @@ tm_descr_get(PyObject *self, PyObject *obj, PyObject *type)
     return PyMethod_New(self, obj);
 }
 
-/* Everything we do not have ourselves is Tornado's function's. */
+/* Tornado's function's names and docs, and everything we do not have
+ * ourselves. */
 static PyObject *
 tm_getattro(PyObject *self, PyObject *name)
 {
+    TornadoMethodObject *m = (TornadoMethodObject *)self;
+    if (!m->st->cleared && m->fallback != NULL) {
+        int own = PySequence_Contains(m->st->speedup.delegated, name);
+        if (own < 0) {
+            return NULL;
+        }
+        if (own) {
+            return PyObject_GetAttr(m->fallback, name);
+        }
+    }
     PyObject *res = PyObject_GenericGetAttr(self, name);
     if (res == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
         PyErr_Clear();
@@ -355,7 +399,9 @@ tcg_speedup_exec(PyObject *m, tcg_state *st)
     SPEEDUP_INTERN(str_time, "time");
     SPEEDUP_INTERN(str_call_at, "call_at");
     SPEEDUP_INTERN(str_run_callback, "_run_callback");
-    return 0;
+    st->speedup.delegated = Py_BuildValue("(ssss)", "__doc__", "__name__",
+                                          "__qualname__", "__module__");
+    return st->speedup.delegated == NULL ? -1 : 0;
 }
 
 int
@@ -373,4 +419,5 @@ tcg_speedup_clear(tcg_state *st)
     Py_CLEAR(st->speedup.str_time);
     Py_CLEAR(st->speedup.str_call_at);
     Py_CLEAR(st->speedup.str_run_callback);
+    Py_CLEAR(st->speedup.delegated);
 }
