@@ -197,6 +197,8 @@ def install():
                      tgen._null_future, tconvert, _gen._wrap_concurrent,
                      tgen._wrap_awaitable, _gen.moment, _gen._null_future)
     _core._set_future_factory(asyncio.Future)
+    # A coroutine's first yield calls IOLoop.current(), as Tornado's Runner.
+    _core._set_tornado_ioloop(tioloop.IOLoop)
     _loop._tornado_result_hook = _callback_result_hook(tioloop.IOLoop, tgen)
 
     _saved_policy = events._event_loop_policy
@@ -221,6 +223,7 @@ def uninstall():
     import tornado.gen
     _gen._setup_core(tornado.gen)
     _core._set_future_factory(None)
+    _core._set_tornado_ioloop(None)
     _loop._tornado_result_hook = None
     asyncio.set_event_loop_policy(_saved_policy)
     _saved_policy = None
