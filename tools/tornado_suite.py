@@ -22,6 +22,8 @@ from tornado_cgen import _core
 #
 #   Tornado   coroutine_calls  runner_steps  loop_iterations
 #   6.2             888           79,653        23,351
+#   6.3.3           889           79,659        21,874
+#   6.4.2           890           79,662        22,104
 #   6.5.7           896           79,692        23,305
 #   6.5.10          916           79,746        22,824
 #   6.6.1         1,036           80,085        33,125-34,195
