@@ -1044,6 +1044,38 @@ runner_wait(tcg_state *st, RunnerObject *r, PyObject *w)
 
 static RunnerObject *runner_new(tcg_state *st, tcg_core *core);
 
+/* install(): what Tornado's Runner.__init__ does first, at a coroutine's
+ * first yield, is IOLoop.current().  That gives the asyncio loop an IOLoop
+ * (AsyncIOMainLoop) if it has none, kept in IOLoop._ioloop_for_asyncio,
+ * which programs see: IOLoop.current(instance=False) finds it, and the
+ * loop stays alive (an unclosed one is never collected with a
+ * ResourceWarning).  The C Runner has no use for the IOLoop but keeps that
+ * effect.  A running loop that has an IOLoop costs a dict lookup;
+ * otherwise Tornado's IOLoop.current() itself runs. */
+static int
+tornado_ioloop_current(tcg_state *st)
+{
+    if (st->run.tornado_ioloop == NULL) {
+        return 0;   /* uninstall()ed since drive() began */
+    }
+    PyObject *loop = tcg_running_loop(st);   /* borrowed */
+    if (loop != NULL) {
+        PyObject *map = Py_NewRef(st->run.tornado_ioloop_map);
+        int found = PyDict_GetItemWithError(map, loop) != NULL;
+        Py_DECREF(map);
+        if (found) {
+            return 0;
+        }
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *io = PyObject_CallMethod(st->run.tornado_ioloop, "current",
+                                       NULL);
+    Py_XDECREF(io);
+    return io != NULL ? 0 : -1;
+}
+
 /* The coroutine is over: forget the generator and take the result future
  * out of the core (returned, a new reference), dropping the runner's
  * keep-alive on it. */
@@ -1124,6 +1156,8 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
       PyObject *value, PyObject *exc, PyObject *yielded)
 {
     TCG_ASSERT((value != NULL) + (exc != NULL) + (yielded != NULL) == 1);
+    /* install(), a call's first resume: where Tornado makes its Runner. */
+    int first = *runner_p == NULL && st->run.tornado_ioloop != NULL;
     if (yielded != NULL) {
         goto resolve;   /* the loop's second half: no test on the hot path */
     }
@@ -1141,6 +1175,15 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
         }
         if (sr == PYGEN_ERROR) {
             return core_fail(st, core, *runner_p);
+        }
+        if (first) {
+            first = 0;
+            if (tornado_ioloop_current(st) < 0) {
+                /* As from Tornado's Runner(): to the caller, with the
+                 * generator left where it is. */
+                Py_DECREF(yielded);
+                return -1;
+            }
         }
         /* The hottest case inline: a finished Future of ours. */
         if (tcg_Future_CheckExact(st, yielded)) {
@@ -1868,11 +1911,45 @@ gen_setup(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _set_tornado_ioloop(IOLoop): install() hands over Tornado's IOLoop class,
+ * whose current() a coroutine's first yield calls as Tornado's Runner does
+ * (see tornado_ioloop_current); None (uninstall()) stops that. */
+static PyObject *
+set_tornado_ioloop(PyObject *module, PyObject *ioloop)
+{
+    tcg_state *st = tcg_state_if_live(module);   /* as _gen_setup */
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    PyObject *map = NULL;
+    if (ioloop != Py_None) {
+        map = PyObject_GetAttrString(ioloop, "_ioloop_for_asyncio");
+        if (map == NULL) {
+            return NULL;
+        }
+        if (!PyDict_Check(map)) {
+            Py_DECREF(map);
+            PyErr_SetString(PyExc_TypeError,
+                            "_set_tornado_ioloop: IOLoop._ioloop_for_asyncio "
+                            "is not a dict");
+            return NULL;
+        }
+    }
+    Py_XSETREF(st->run.tornado_ioloop_map, map);
+    Py_XSETREF(st->run.tornado_ioloop,
+               ioloop == Py_None ? NULL : Py_NewRef(ioloop));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef runner_functions[] = {
     {"_gen_setup", gen_setup, METH_VARARGS,
      "Used once by tornado_cgen.gen: register Return, moment, "
      "_null_future, convert_yielded and the wrappers of concurrent futures "
      "and awaitables."},
+    {"_set_tornado_ioloop", set_tornado_ioloop, METH_O,
+     "install(): call Tornado's IOLoop.current() at a coroutine's first "
+     "yield, as Tornado's Runner does (None: stop)."},
     {"multi", (PyCFunction)(void (*)(void))gen_multi,
      METH_FASTCALL | METH_KEYWORDS,
      "multi($module, /, children, quiet_exceptions=())\n--\n\n"
@@ -1960,6 +2037,8 @@ tcg_runner_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(rs->convert_yielded);
     Py_VISIT(rs->wrap_concurrent);
     Py_VISIT(rs->wrap_awaitable);
+    Py_VISIT(rs->tornado_ioloop);
+    Py_VISIT(rs->tornado_ioloop_map);
     Py_VISIT(rs->GeneratorABC);
     Py_VISIT(rs->AioFutureType);
     Py_VISIT(rs->AioTaskType);
@@ -1983,6 +2062,8 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->convert_yielded);
     Py_CLEAR(rs->wrap_concurrent);
     Py_CLEAR(rs->wrap_awaitable);
+    Py_CLEAR(rs->tornado_ioloop);
+    Py_CLEAR(rs->tornado_ioloop_map);
     Py_CLEAR(rs->GeneratorABC);
     Py_CLEAR(rs->AioFutureType);
     Py_CLEAR(rs->AioTaskType);

@@ -22,6 +22,11 @@ typedef struct {
     PyObject *wrap_concurrent;   /* concurrent.futures.Future -> asyncio */
     PyObject *wrap_awaitable;    /* native coroutine -> a Task the IOLoop holds */
 
+    /* Set by install() through _core._set_tornado_ioloop(): Tornado's
+     * IOLoop class and its _ioloop_for_asyncio dict; NULL otherwise. */
+    PyObject *tornado_ioloop;
+    PyObject *tornado_ioloop_map;
+
     PyObject *GeneratorABC;      /* collections.abc.Generator */
     PyObject *AioFutureType;     /* asyncio.Future (_asyncio's) */
     PyObject *AioTaskType;       /* asyncio.Task */

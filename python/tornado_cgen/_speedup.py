@@ -246,6 +246,8 @@ def _install(tornado, saved):
                      tgen._null_future, tconvert, _gen._wrap_concurrent,
                      tgen._wrap_awaitable, _gen.moment, _gen._null_future)
     _core._set_future_factory(asyncio.Future)
+    # A coroutine's first yield calls IOLoop.current(), as Tornado's Runner.
+    _core._set_tornado_ioloop(tioloop.IOLoop)
     _loop._tornado_result_hook = _callback_result_hook(tioloop.IOLoop, tgen)
     asyncio.set_event_loop_policy(_loop.EventLoopPolicy())
 
@@ -264,6 +266,7 @@ def _undo(saved, tgen, policies):
             setattr(obj, name, original)
     _gen._setup_core(tgen)
     _core._set_future_factory(None)
+    _core._set_tornado_ioloop(None)
     _loop._tornado_result_hook = None
     before, ours = policies
     current = events._event_loop_policy
