@@ -12,6 +12,7 @@ Tornado on uvloop, ``tcg`` = Tornado under ``tornado_cgen.install()``;
 ``asyncio`` is n/a (native asyncio has no HTTP server of its own).
 """
 import asyncio
+import contextlib
 import functools
 import re
 import shutil
@@ -44,11 +45,13 @@ def resolve(impl):
     except ImportError:
         raise NotAvailable("Tornado is not installed")
     if impl == "tornado":
-        return (functools.partial(serve, asyncio.new_event_loop, None),
+        return (functools.partial(serve, asyncio.new_event_loop,
+                                  contextlib.nullcontext),
                 "Tornado HTTPServer on asyncio's default loop")
     if impl == "uvloop":
         import uvloop
-        return (functools.partial(serve, uvloop.new_event_loop, None),
+        return (functools.partial(serve, uvloop.new_event_loop,
+                                  contextlib.nullcontext),
                 "Tornado HTTPServer on uvloop")
     import tornado_cgen
     install = getattr(tornado_cgen, "install", None)
@@ -57,18 +60,34 @@ def resolve(impl):
     new_loop = getattr(tornado_cgen, "new_event_loop", None)
     if new_loop is None:
         raise NotAvailable("tornado_cgen.new_event_loop is not there yet")
-    return (functools.partial(serve, new_loop, install),
+    return (functools.partial(serve, new_loop,
+                              functools.partial(_installed, tornado_cgen)),
             "Tornado HTTPServer under tornado_cgen.install(), on "
             "tornado_cgen's loop")
 
 
-def serve(new_loop, before, seconds):
+@contextlib.contextmanager
+def _installed(tornado_cgen):
+    # install() for the run only: run_one() may be called in a process
+    # that goes on (the test suite), which must not stay installed.
+    already = tornado_cgen.installed()
+    tornado_cgen.install()
+    try:
+        yield
+    finally:
+        if not already:
+            tornado_cgen.uninstall()
+
+
+def serve(new_loop, mode, seconds):
+    with mode():
+        return _serve(new_loop, seconds)
+
+
+def _serve(new_loop, seconds):
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
     from tornado.web import Application, RequestHandler
-
-    if before is not None:
-        before()
 
     class Hello(RequestHandler):
         def get(self):
