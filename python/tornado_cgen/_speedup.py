@@ -19,7 +19,8 @@ code, keeping every object and rule a Tornado program can observe:
   awaiting a returned coroutine) kept.
 
 Functions decorated with ``tornado.gen.coroutine`` before ``install()``
-keep Tornado's Python Runner; what is decorated afterwards runs on ours.
+keep Tornado's Python Runner; what is decorated afterwards runs on ours,
+and returns ``asyncio.Future`` even after ``uninstall()``.
 ``uninstall()`` puts back everything ``install()`` changed.
 """
 import asyncio
@@ -76,7 +77,9 @@ _MISSING = object()
 
 def _tornado_coroutine(original):
     def coroutine(func):
-        wrapper = _core.Coroutine(func)
+        # asyncio.Future for good, not only while installed: Tornado code
+        # calling it after uninstall() must still get a future it knows.
+        wrapper = _core.Coroutine(func, asyncio.Future)
         functools.update_wrapper(wrapper, func)
         wrapper.__tornado_coroutine__ = True
         return wrapper
@@ -206,9 +209,9 @@ def install():
 
 def uninstall():
     """Undo ``install()``: Tornado's own code and asyncio's previous policy
-    again.  Functions decorated while installed keep running on the C
-    Runner, now returning tornado_cgen's Future.  Does nothing when not
-    installed."""
+    again.  Functions decorated with ``tornado.gen.coroutine`` while
+    installed keep running on the C Runner, still returning
+    ``asyncio.Future``.  Does nothing when not installed."""
     global _saved, _saved_policy
     if _saved is None:
         return
