@@ -24,7 +24,10 @@ and returns ``asyncio.Future`` even after ``uninstall()``.
 ``uninstall()`` puts back everything ``install()`` changed.
 """
 import asyncio
+import dis
 import functools
+import logging
+import types
 from asyncio import events
 
 from . import _core, gen as _gen, loop as _loop
@@ -59,6 +62,7 @@ def _tornado():
         raise TornadoVersionError(
             "tornado_cgen.install() needs Tornado >= %d.%d; Tornado %s is "
             "installed" % (MIN_TORNADO + (getattr(tornado, "version", "?"),)))
+    import tornado.concurrent
     import tornado.gen
     import tornado.ioloop
     import tornado.platform.asyncio
@@ -163,6 +167,64 @@ def _callback_result_hook(IOLoop, gen):
     return hook
 
 
+# ---- logging ---------------------------------------------------------------------
+
+def _call_site(code, msg):
+    """``(pathname, lineno, funcName)`` of the logging call in ``code`` (or
+    a function nested in it) whose first argument is the constant ``msg``,
+    as ``logging`` finds it from the calling frame; None if there is none."""
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            site = _call_site(const, msg)
+            if site is not None:
+                return site
+    line, found = None, False
+    for ins in dis.get_instructions(code):
+        positions = getattr(ins, "positions", None)    # 3.11+
+        if positions is not None:
+            line = positions.lineno if positions.lineno is not None else line
+        elif ins.starts_line is not None:              # 3.10
+            line = ins.starts_line
+        if ins.opname == "LOAD_CONST" and ins.argval == msg:
+            found = True
+        elif found and ins.opname.startswith("CALL"):
+            return (code.co_filename, line, code.co_name)
+    return None
+
+
+def _tornado_log_hook(tornado):
+    """The C code's log hook under install() (ext/tcg.h, ``log_hook``):
+    the records Tornado's own code makes for the same events, down to
+    where they come from (``pathname``, ``lineno``, ``funcName``: Tornado's
+    default log format shows ``module:lineno``).  Only the traceback
+    differs: it has no frame of Tornado's, since no Tornado code ran."""
+    where = {"Exception in callback %r": tornado.ioloop.IOLoop._run_callback,
+             "Exception after Future was cancelled":
+                 tornado.concurrent.future_set_exception_unless_cancelled,
+             "Multiple exceptions in yield list": tornado.gen.multi_future}
+    sites = {}
+    for msg, function in where.items():
+        code = getattr(function, "__code__", None)
+        site = _call_site(code, msg) if code is not None else None
+        if site is not None:
+            sites[msg] = site
+
+    def hook(logger, msg, args, exc):
+        if not logger.isEnabledFor(logging.ERROR):
+            return
+        site = sites.get(msg)
+        if site is None or logging._srcfile is None:
+            # Where the C code was called from, as without the hook.
+            logger.error(msg, *args, exc_info=exc, stacklevel=2)
+            return
+        pathname, lineno, func = site
+        logger.handle(logger.makeRecord(
+            logger.name, logging.ERROR, pathname, lineno, msg, args,
+            (type(exc), exc, exc.__traceback__), func))
+
+    return hook
+
+
 # ---- install / uninstall --------------------------------------------------------
 
 def install():
@@ -178,6 +240,7 @@ def install():
     base = tasyncio.BaseAsyncIOLoop
 
     saved = []
+    log_hook = _tornado_log_hook(tornado)     # before multi_future is ours
     tconvert = tgen.convert_yielded   # Tornado's singledispatch: its registry
     c_convert = _core.ConvertYielded(tconvert)
     convert = _tornado_function(c_convert, tconvert)
@@ -200,6 +263,7 @@ def install():
                      tgen._null_future, tconvert, _gen._wrap_concurrent,
                      tgen._wrap_awaitable, _gen.moment, _gen._null_future)
     _core._set_future_factory(asyncio.Future)
+    _core._set_log_hook(log_hook)
     _loop._tornado_result_hook = _callback_result_hook(tioloop.IOLoop, tgen)
 
     _saved_policy = events._event_loop_policy
@@ -224,6 +288,7 @@ def uninstall():
     import tornado.gen
     _gen._setup_core(tornado.gen)
     _core._set_future_factory(None)
+    _core._set_log_hook(None)
     _loop._tornado_result_hook = None
     asyncio.set_event_loop_policy(_saved_policy)
     _saved_policy = None
