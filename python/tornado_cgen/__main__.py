@@ -121,11 +121,11 @@ def _run_module(name, args):
 
 def _run_path(path, args):
     if os.path.isdir(path) or not path.endswith(".py") and _is_zip(path):
-        # python dir_or_zip: its __main__.py, with the path first on
-        # sys.path (runpy's function for it, as the interpreter's).
+        # python dir_or_zip: its __main__.py, with the path (absolute)
+        # first on sys.path (runpy's function for it, as the interpreter's).
         import runpy
         sys.argv[:] = [path] + args
-        _set_path0(path)
+        _set_path0(os.path.abspath(path))
         _fresh_main()
         _catch_and_reraise(runpy._run_module_as_main, "__main__", False)
         return 0
