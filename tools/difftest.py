@@ -1652,7 +1652,7 @@ def main(argv=None):
     ap.add_argument("--strict-messages", action="store_true",
                     help="compare InvalidStateError messages too")
     ap.add_argument("--show", type=int, metavar="SEED",
-                    help="print SEED's program and its three traces")
+                    help="print SEED's program and its traces")
     ap.add_argument("--repro", type=int, metavar="SEED",
                     help="print SEED's program as a standalone script")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
