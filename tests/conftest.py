@@ -61,6 +61,10 @@ def tornado_installed():
         tornado_cgen.install()
     except _speedup.TornadoVersionError as e:
         pytest.skip(str(e))
+    # The fresh policy in the state every test leaves asyncio's in (no
+    # loop set), so that get_event_loop() raises rather than warns (3.12+)
+    # under both, whatever the order of the tests.
+    asyncio.set_event_loop(None)
     try:
         yield
     finally:
