@@ -172,7 +172,20 @@ tcg_log_current_exception(tcg_state *st, PyObject *logger, const char *msg,
     }
     PyObject *res = NULL;
     PyObject *pymsg = PyUnicode_FromString(msg);
-    if (pymsg != NULL) {
+    /* Strong: the hook may be replaced while it runs. */
+    PyObject *hook = Py_XNewRef(st->c.log_hook);
+    if (pymsg != NULL && hook != NULL) {
+        /* hook(logger, msg, args, exc) */
+        PyObject *args = arg != NULL ? PyTuple_Pack(1, arg)
+                                     : Py_NewRef(st->c.empty_tuple);
+        if (args != NULL) {
+            res = PyObject_CallFunctionObjArgs(hook, logger, pymsg, args, exc,
+                                               NULL);
+            Py_DECREF(args);
+        }
+        Py_DECREF(pymsg);
+    }
+    else if (pymsg != NULL) {
         /* logger.error(msg[, arg], exc_info=exc) */
         PyObject *args[4] = {logger, pymsg, arg, exc};
         if (arg != NULL) {
@@ -191,6 +204,7 @@ tcg_log_current_exception(tcg_state *st, PyObject *logger, const char *msg,
     if (res == NULL) {
         PyErr_WriteUnraisable(logger);
     }
+    Py_XDECREF(hook);
     Py_XDECREF(res);
     Py_XDECREF(exc_type);
     Py_XDECREF(exc);
@@ -307,6 +321,7 @@ common_traverse(tcg_common_state *c, visitproc visit, void *arg)
     Py_VISIT(c->app_log);
     Py_VISIT(c->copy_context);
     Py_VISIT(c->future_factory);
+    Py_VISIT(c->log_hook);
     /* interned strings and tuples of them hold no cycles */
     return 0;
 }
@@ -323,6 +338,7 @@ common_clear(tcg_common_state *c)
     Py_CLEAR(c->app_log);
     Py_CLEAR(c->copy_context);
     Py_CLEAR(c->future_factory);
+    Py_CLEAR(c->log_hook);
     Py_CLEAR(c->kwnames_loop);
     Py_CLEAR(c->empty_tuple);
     Py_CLEAR(c->str_call_soon);
@@ -420,10 +436,27 @@ module_set_future_factory(PyObject *m, PyObject *factory)
     Py_RETURN_NONE;
 }
 
+/* _set_log_hook(hook): install() makes the C code's log calls go through
+ * hook(logger, msg, args, exc) (tcg.h); None restores logger.error. */
+static PyObject *
+module_set_log_hook(PyObject *m, PyObject *hook)
+{
+    tcg_state *st = tcg_state_from_module(m);
+    if (hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the log hook must be callable");
+        return NULL;
+    }
+    Py_XSETREF(st->c.log_hook, hook == Py_None ? NULL : Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"_set_future_factory", module_set_future_factory, METH_O,
      "Make coroutines, multi() and create_future() hand out factory() "
      "futures (None: our Future)."},
+    {"_set_log_hook", module_set_log_hook, METH_O,
+     "Make the C code log through hook(logger, msg, args, exc) (None: "
+     "logger.error)."},
     {"_stats", module_stats, METH_NOARGS,
      "Counts of coroutine calls, Runner steps and loop iterations made by "
      "the C code since import."},

@@ -1535,6 +1535,12 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *func;          /* what is wrapped */
+    /* Coroutine only: what its calls return (factory()), fixed when it
+     * was made; NULL for the module's choice (result_future_new).
+     * install()'s tornado.gen.coroutine fixes asyncio.Future, so that a
+     * function decorated while installed still returns what Tornado's
+     * is_future() accepts after uninstall(). */
+    PyObject *factory;
     PyObject *module;        /* strong: st stays valid while we live */
     tcg_state *st;
     PyObject *dict;
@@ -1559,6 +1565,7 @@ wrapper_traverse(WrapperObject *w, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(w));
     Py_VISIT(w->func);
+    Py_VISIT(w->factory);
     Py_VISIT(w->module);
     Py_VISIT(w->dict);
     return 0;
@@ -1568,6 +1575,7 @@ static int
 wrapper_clear(WrapperObject *w)
 {
     Py_CLEAR(w->func);
+    Py_CLEAR(w->factory);
     Py_CLEAR(w->dict);
     /* The module (and `st`) are kept until dealloc: a cleared wrapper
      * that is still called says it is gone (wrapper_state). */
@@ -1589,11 +1597,12 @@ wrapper_dealloc(PyObject *self)
     Py_XDECREF(module);   /* last: the state may go with it */
 }
 
-/* type(func): one positional argument, which may be anything (as
- * Tornado, a non-callable fails when called). */
+/* type(func[, factory]): `func` may be anything (as Tornado, a
+ * non-callable fails when called); `factory` (Coroutine only, when
+ * `with_factory`) a callable or None. */
 static PyObject *
 wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds,
-            vectorcallfunc call)
+            vectorcallfunc call, int with_factory)
 {
     PyObject *module = tcg_module_from_type(type);
     tcg_state *st = tcg_state_if_live(module);
@@ -1601,13 +1610,18 @@ wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds,
         tcg_state_gone();
         return NULL;
     }
-    PyObject *func;
+    PyObject *func, *factory = Py_None;
     if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) ||
-        !PyArg_UnpackTuple(args, type->tp_name, 1, 1, &func)) {
+        !PyArg_UnpackTuple(args, type->tp_name, 1, with_factory ? 2 : 1,
+                           &func, &factory)) {
         if (!PyErr_Occurred()) {
             PyErr_Format(PyExc_TypeError,
                          "%s() takes no keyword arguments", type->tp_name);
         }
+        return NULL;
+    }
+    if (factory != Py_None && !PyCallable_Check(factory)) {
+        PyErr_SetString(PyExc_TypeError, "the future factory must be callable");
         return NULL;
     }
     WrapperObject *w = (WrapperObject *)type->tp_alloc(type, 0);
@@ -1616,6 +1630,7 @@ wrapper_new(PyTypeObject *type, PyObject *args, PyObject *kwds,
     }
     w->vectorcall = call;
     w->func = Py_NewRef(func);
+    w->factory = factory == Py_None ? NULL : Py_NewRef(factory);
     w->module = Py_NewRef(module);
     w->st = st;
     return (PyObject *)w;
@@ -1661,7 +1676,8 @@ coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     st->stats.coroutine_calls++;
-    PyObject *fut = result_future_new(st);
+    PyObject *fut = co->factory != NULL ? PyObject_CallNoArgs(co->factory)
+                                        : result_future_new(st);
     if (fut == NULL) {
         return NULL;
     }
@@ -1734,8 +1750,8 @@ coroutine_repr(PyObject *self)
                                 ((CoroutineObject *)self)->func);
 }
 
-/* Coroutine(func): the bare wrapper; gen.coroutine adds functools.wraps
- * attributes and __tornado_coroutine__. */
+/* Coroutine(func[, future_factory]): the bare wrapper; gen.coroutine adds
+ * functools.wraps attributes and __tornado_coroutine__. */
 static PyObject *
 coroutine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -1747,7 +1763,7 @@ coroutine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (gen_not_ready(st)) {
         return NULL;
     }
-    return wrapper_new(type, args, kwds, coroutine_call);
+    return wrapper_new(type, args, kwds, coroutine_call, 1);
 }
 
 /* Pickled (and copied) by reference, like the function it wraps. */
@@ -1845,7 +1861,7 @@ convert_getattro(PyObject *self, PyObject *name)
 static PyObject *
 convert_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    return wrapper_new(type, args, kwds, convert_call);
+    return wrapper_new(type, args, kwds, convert_call, 0);
 }
 
 static PyType_Slot Convert_slots[] = {

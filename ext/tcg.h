@@ -127,6 +127,12 @@ typedef struct {
      * touches such a future has a generic, method-call path. */
     PyObject *future_factory;
     PyObject *kwnames_loop;       /* ("loop",) */
+
+    /* NULL, or what tcg_log_current_exception() calls instead of
+     * logger.error: hook(logger, msg, args, exc).  install() sets one that
+     * makes the record Tornado's own code would make, placed (pathname,
+     * lineno, funcName) at the Tornado line that logs the same message. */
+    PyObject *log_hook;
     PyObject *empty_tuple;
 
     /* Interned attribute and keyword names. */
@@ -273,8 +279,9 @@ PyObject *tcg_running_loop(tcg_state *st);
 PyObject *tcg_get_event_loop(tcg_state *st);
 
 /* Log the current exception (which is cleared) through `logger.error(msg,
- * exc_info=True)`; `msg` is used as a %-format with `arg` when arg is not
- * NULL.  Never raises: a failure to log is written as unraisable. */
+ * exc_info=True)` (or the common state's log_hook); `msg` is used as a
+ * %-format with `arg` when arg is not NULL.  Never raises: a failure to
+ * log is written as unraisable. */
 void tcg_log_current_exception(tcg_state *st, PyObject *logger,
                                const char *msg, PyObject *arg);
 

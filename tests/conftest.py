@@ -1,11 +1,15 @@
 """Shared fixtures.
 
 ``impl`` parametrises a test over tornado_cgen and upstream Tornado 6 (the
-oracle), so a test that passes on both encodes Tornado's real behaviour.
+oracle), so a test that passes on both encodes Tornado's real behaviour,
+and over "installed": upstream Tornado's own modules while
+``tornado_cgen.install()`` is on, so the same test also checks Tornado code
+running on our Runner and loop against the oracle's expectations.
 ``loop`` gives a fresh event loop: asyncio's default one, and tornado_cgen's
 own once it exists.
 """
 import asyncio
+import contextlib
 import gc
 import importlib
 import os
@@ -17,13 +21,25 @@ import types
 
 import pytest
 
+# The three values of ``impl``.
+IMPL_NAMES = ["tcg", "tornado", "installed"]
+
 
 def _load_impl(name):
-    if name == "tcg":
-        pkg = "tornado_cgen"
-    else:
-        pkg = "tornado"
-    ns = types.SimpleNamespace(name=name)
+    """The namespace a test gets as ``impl``:
+
+    * ``name``: "tcg", "tornado" or "installed";
+    * ``tornado_api``: the modules are Tornado's own (``tornado.gen`` & co,
+      with Tornado's classes, ``Return``, ``moment``, registry), true for
+      "tornado" and "installed";
+    * ``c_runner``: coroutines, ``multi`` and the loop are tornado_cgen's C
+      code, so its documented differences from Tornado apply (README,
+      "gen"), true for "tcg" and "installed";
+    * ``concurrent``, ``gen``, ``ioloop``: the modules (None if missing).
+    """
+    pkg = "tornado_cgen" if name == "tcg" else "tornado"
+    ns = types.SimpleNamespace(name=name, tornado_api=name != "tcg",
+                               c_runner=name != "tornado")
     ns.concurrent = importlib.import_module(pkg + ".concurrent")
     for mod in ("gen", "ioloop"):
         try:
@@ -33,18 +49,48 @@ def _load_impl(name):
     return ns
 
 
-@pytest.fixture(params=["tcg", "tornado"])
+@contextlib.contextmanager
+def tornado_installed():
+    """``tornado_cgen.install()`` for the block (skipping the test if
+    Tornado is missing or too old for it), then ``uninstall()``."""
+    pytest.importorskip("tornado", reason="upstream Tornado is not installed")
+    import tornado_cgen
+    from tornado_cgen import _speedup
+    assert not tornado_cgen.installed(), "a test left install() on"
+    try:
+        tornado_cgen.install()
+    except _speedup.TornadoVersionError as e:
+        pytest.skip(str(e))
+    # The fresh policy in the state every test leaves asyncio's in (no
+    # loop set), so that get_event_loop() raises rather than warns (3.12+)
+    # under both, whatever the order of the tests.
+    asyncio.set_event_loop(None)
+    try:
+        yield
+    finally:
+        tornado_cgen.uninstall()
+
+
+@pytest.fixture(params=IMPL_NAMES)
 def impl(request):
-    if request.param == "tornado":
+    if request.param != "tcg":
         pytest.importorskip("tornado", reason="upstream Tornado (the oracle) "
                             "is not installed")
-    return _load_impl(request.param)
+    if request.param == "installed":
+        with tornado_installed():
+            yield _load_impl(request.param)
+    else:
+        yield _load_impl(request.param)
 
 
-def skip_tornado_before_6_6(impl, why="6.6 changed this"):
+def skip_tornado_before_6_6(impl, why="6.6 changed this", in_runner=False):
     """Skip for an oracle older than Tornado 6.6 (on Python 3.10 it is
-    6.5, which 6.6 fixed in places): `why` says what 6.6 does."""
-    if impl.name == "tornado":
+    6.5, which 6.6 fixed in places): `why` says what 6.6 does.  The
+    behaviour is Tornado's own Python code (with_timeout, chain_future,
+    WaitIterator), which install() keeps: "installed" is skipped too;
+    `in_runner`: it is the Runner's or multi's, which install() replaces
+    with ours: only the oracle is skipped."""
+    if impl.tornado_api and not (in_runner and impl.c_runner):
         import tornado
         if tornado.version_info < (6, 6):
             pytest.skip("Tornado %s: %s" % (tornado.version, why))

@@ -1,8 +1,9 @@
 """A fixed, quick slice of the differential tester (tools/difftest.py).
 
 Each case generates random coroutine programs from fixed seeds, runs them
-on upstream Tornado, on tornado_cgen's own IOLoop and on tornado_cgen.gen
-over asyncio's default loop, and asserts that the three traces agree.
+on upstream Tornado, on tornado_cgen's own IOLoop, on tornado_cgen.gen
+over asyncio's default loop and on upstream Tornado under
+tornado_cgen.install(), and asserts that the four traces agree.
 
 The divergences the tester found (``difftest.FOUND``) are fixed but for
 ``base-child``, a deliberate difference (README, gen); known defects

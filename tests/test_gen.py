@@ -2,9 +2,10 @@
 
 Every test in this file takes an ``impl`` and runs the same code on each:
 ``cgen`` (tornado_cgen on asyncio's default loop), ``cgen-tcgloop`` (on
-tornado_cgen's own C loop) and ``tornado`` (upstream Tornado 6, skipped if
-not installed): Tornado is the oracle that these tests encode its real
-semantics.  Each test gets a fresh loop (``run``).  Deliberate differences
+tornado_cgen's own C loop), ``tornado`` (upstream Tornado 6, skipped if
+not installed) and ``installed`` (upstream Tornado's ``tornado.gen`` while
+``tornado_cgen.install()`` is on: our Runner and loop under Tornado's
+API): Tornado is the oracle that these tests encode its real semantics.  Each test gets a fresh loop (``run``).  Deliberate differences
 are marked where they are tested.
 """
 import asyncio
@@ -35,12 +36,20 @@ except ImportError:  # pragma: no cover
 
 
 class Impl:
-    def __init__(self, name, gen, concurrent, loop_factory=None):
+    """``name``; ``tornado_api``: the modules are Tornado's own;
+    ``c_runner``: coroutines run on our C Runner (its documented
+    differences apply); ``installed``: the test runs under install()."""
+
+    def __init__(self, name, gen, concurrent, loop_factory=None,
+                 installed=False):
         self.name = name
         self.gen = gen
         self.concurrent = concurrent
         self.Future = concurrent.Future
         self.loop_factory = loop_factory
+        self.installed = installed
+        self.tornado_api = gen is tornado_gen
+        self.c_runner = gen is cgen_gen or installed
 
     def __repr__(self):
         return self.name
@@ -61,6 +70,14 @@ IMPLS = [
         id="tornado",
         marks=pytest.mark.skipif(tornado_gen is None, reason="Tornado not installed"),
     ),
+    # Tornado's gen under install(), on the loops asyncio's policy (ours)
+    # gives
+    pytest.param(
+        Impl("installed", tornado_gen, tornado_concurrent, installed=True)
+        if tornado_gen else None,
+        id="installed",
+        marks=pytest.mark.skipif(tornado_gen is None, reason="Tornado not installed"),
+    ),
 ]
 
 # The loop factory of the running test's impl (None: asyncio's default).
@@ -72,7 +89,11 @@ def impl(request):
     global _loop_factory
     _loop_factory = request.param.loop_factory
     try:
-        yield request.param
+        if request.param.installed:
+            with conftest.tornado_installed():
+                yield request.param
+        else:
+            yield request.param
     finally:
         _loop_factory = None
 
@@ -104,8 +125,8 @@ def ioloop_time(impl):
 
     Deliberate difference: Tornado 6's ``IOLoop.time()`` is ``time.time()``;
     ours is the running loop's monotonic ``time()`` (DESIGN: "Time is
-    monotonic")."""
-    if impl.name == "tornado":
+    monotonic"); under install() Tornado's IOLoop keeps its own clock)."""
+    if impl.tornado_api:
         import time
         return time.time()
     return asyncio.get_running_loop().time()
@@ -798,7 +819,8 @@ def _tornado_before_6_6():
 
 def skip_tornado_before_6_6(impl):
     conftest.skip_tornado_before_6_6(
-        impl, "it hangs when a yielded future is cancelled (its issue 3537)")
+        impl, "it hangs when a yielded future is cancelled (its issue 3537)",
+        in_runner=True)
 
 
 def test_cancelled_future_thrown_in_and_catchable(impl):
@@ -1083,7 +1105,7 @@ def test_with_timeout_times_out_without_cancelling(impl):
         with pytest.raises(gen.TimeoutError):
             await gen.with_timeout(datetime.timedelta(seconds=0.01), inner)
         assert not inner.done()
-        if impl.name == "tornado" and _tornado_before_6_6():
+        if impl.tornado_api and _tornado_before_6_6():
             return   # with_timeout(message=) is Tornado 6.6's
         with pytest.raises(gen.TimeoutError, match="custom"):
             await gen.with_timeout(ioloop_time(impl) + 0.01, inner,
@@ -1151,7 +1173,7 @@ def test_with_timeout_of_a_cancelled_future(impl, caplog):
     # Tornado 6.6 (chain_future copies cancellation): the result is
     # cancelled at once, nothing raises and nothing is logged; the timeout
     # never fires.  Ours raised CancelledError from with_timeout itself.
-    if impl.name == "tornado" and _tornado_before_6_6():
+    if impl.tornado_api and _tornado_before_6_6():
         pytest.skip("Tornado before 6.6 leaves the result pending")
     gen = impl.gen
 
@@ -1239,7 +1261,7 @@ def test_wait_iterator_cancelled_future(impl, caplog):
     # Tornado 6.6: a future cancelled while next() waits raises
     # CancelledError to the waiter, then iteration goes on.  Ours logged
     # "Exception in callback ... CancelledError" and never resolved.
-    if impl.name == "tornado" and _tornado_before_6_6():
+    if impl.tornado_api and _tornado_before_6_6():
         pytest.skip("Tornado before 6.6 never resolves next() here")
     gen = impl.gen
 
@@ -1268,7 +1290,7 @@ def test_wait_iterator_cancelled_future(impl, caplog):
 
 
 def test_wait_iterator_duplicates(impl):
-    if impl.name == "tornado" and _tornado_before_6_6():
+    if impl.tornado_api and _tornado_before_6_6():
         pytest.skip("Tornado before 6.6 fails on a future given twice")
     gen = impl.gen
 

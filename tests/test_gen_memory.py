@@ -36,7 +36,7 @@ def exceptions_checked(impl):
     reference cycle (the exception's traceback holds ``Runner.run``'s frame,
     which holds the Runner; verified on 6.6.1), so its locals wait for the
     cycle collector.  Our Runner has no Python frame: no cycle."""
-    return impl.name != "tornado"
+    return impl.c_runner
 
 
 def test_finished_coroutine_frees_locals_by_refcount(impl, gc_disabled):

@@ -1,6 +1,7 @@
-"""IOLoop and PeriodicCallback semantics, run against our IOLoop and
-against upstream Tornado's (the oracle): a test that passes on both encodes
-Tornado 6's real behaviour."""
+"""IOLoop and PeriodicCallback semantics, run against our IOLoop, against
+upstream Tornado's (the oracle) and against Tornado's under
+``tornado_cgen.install()`` ("installed": Tornado's IOLoop on our C loop): a
+test that passes on all three encodes Tornado 6's real behaviour."""
 import asyncio
 import concurrent.futures
 import datetime
@@ -11,6 +12,8 @@ import time
 import warnings
 
 import pytest
+
+import conftest
 
 
 def _tornado_impl():
@@ -23,9 +26,18 @@ def _tcg_impl():
     return ioloop
 
 
-@pytest.fixture(params=["tcg", "tornado"])
+@pytest.fixture(params=["tcg", "tornado", "installed"])
 def impl(request):
-    return _tcg_impl() if request.param == "tcg" else _tornado_impl()
+    """The ioloop module under test (``tornado_cgen.installed()`` tells
+    "installed" from "tornado")."""
+    if request.param == "tcg":
+        yield _tcg_impl()
+    elif request.param == "tornado":
+        yield _tornado_impl()
+    else:
+        module = _tornado_impl()
+        with conftest.tornado_installed():
+            yield module
 
 
 @pytest.fixture
@@ -215,8 +227,11 @@ def test_add_callback_from_signal_is_deprecated(io):
 def test_thread_stress(io, impl):
     """8 threads x 50,000 add_callback into a running loop: each runs once,
     in order per thread, on the loop thread.  (Upstream, whose every
-    cross-thread call writes to a pipe, gets a tenth of the load.)"""
-    ours = impl.__name__.startswith("tornado_cgen")
+    cross-thread call writes to a pipe, gets a tenth of the load; under
+    install() Tornado's add_callback is the C loop's.)"""
+    import tornado_cgen
+    ours = (impl.__name__.startswith("tornado_cgen") or
+            tornado_cgen.installed())
     nthreads, per = 8, 50000 if ours else 5000
     seen = [[] for _ in range(nthreads)]
     wrong_thread = []

@@ -86,7 +86,7 @@ def test_cancelled_multi_filters_later_failures(impl, caplog):
 
 def test_cancelled_child_is_a_failure_not_a_cancel(impl):
     skip_tornado_before_6_6(impl, "a cancelled child fails the multi "
-                            "(6.5's escaped its callback)")
+                            "(6.5's escaped its callback)", in_runner=True)
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -212,7 +212,7 @@ def test_yield_recursive_list(impl):
                 return "caught"
             return "not raised"
 
-        if impl.name == "tornado":
+        if not impl.c_runner:
             with pytest.raises(RecursionError):
                 c()
         else:

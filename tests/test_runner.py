@@ -342,6 +342,30 @@ def test_coroutine_in_threads_each_with_own_loop():
     assert results == {i: i for i in range(4)}
 
 
+def test_a_coroutine_s_own_future_factory():
+    # Coroutine(func, factory): what install()'s tornado.gen.coroutine
+    # makes; its calls return factory() whatever the module-wide factory.
+    class Marked(asyncio.Future):
+        pass
+
+    def body(x):
+        yield gen.moment
+        return x
+
+    async def main():
+        own = _core.Coroutine(body, Marked)
+        default = _core.Coroutine(body, None)
+        f, g = own(1), default(2)
+        assert type(f) is Marked and isinstance(g, Future)
+        return await f, await g
+
+    assert run(main) == (1, 2)
+    with pytest.raises(TypeError, match="must be callable"):
+        _core.Coroutine(body, 5)
+    with pytest.raises(TypeError):
+        _core.Coroutine(body, None, None)
+
+
 @pytest.fixture
 def asyncio_result_futures():
     """Coroutines return asyncio.Future, as install() will make them."""

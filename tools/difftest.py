@@ -15,6 +15,7 @@ under
   tornado       upstream Tornado (tornado.gen on tornado.ioloop.IOLoop)
   tcg           tornado_cgen on its own IOLoop (the C loop)
   tcg-asyncio   tornado_cgen.gen on asyncio's default loop
+  installed     upstream Tornado's modules under tornado_cgen.install()
 
 and all traces must be equal.  A divergence is minimised (delta debugging on
 the program's structure) and printed as a standalone script.
@@ -27,6 +28,7 @@ Usage (from the repository root, after ``python setup.py build_ext
     PYTHONPATH=python python tools/difftest.py --show 1234          # program + traces
     PYTHONPATH=python python tools/difftest.py --repro 1234 > r.py  # standalone script
     python r.py tornado; python r.py tcg; python r.py tcg-asyncio
+    python r.py installed
 
 Programs run in worker subprocesses (``--jobs``) so that a segfault or a hang
 is a finding, not the end of the run.  ``--include-known`` also generates the
@@ -48,7 +50,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-IMPLS = ("tornado", "tcg", "tcg-asyncio")
+IMPLS = ("tornado", "tcg", "tcg-asyncio", "installed")
 
 # Known defects (being fixed elsewhere) and the generator options that reach
 # them.  With --include-known (or --known NAME) they are generated.
@@ -279,7 +281,7 @@ def _setup(asyncio_log=False):
 
 def _mods(impl):
     if impl not in _MODS:
-        if impl == "tornado":
+        if impl in ("tornado", "installed"):
             import tornado.gen as g
             import tornado.ioloop as i
             import tornado.concurrent as c
@@ -325,6 +327,17 @@ def run_source(impl, body, run_mode="timeout", hang=0.05, asyncio_log=False):
 
 
 def _run_source(impl, body, run_mode, hang, asyncio_log):
+    if impl != "installed":
+        return _run_installed_or_not(impl, body, run_mode, hang, asyncio_log)
+    import tornado_cgen
+    tornado_cgen.install()
+    try:
+        return _run_installed_or_not(impl, body, run_mode, hang, asyncio_log)
+    finally:
+        tornado_cgen.uninstall()
+
+
+def _run_installed_or_not(impl, body, run_mode, hang, asyncio_log):
     import asyncio
     _setup(asyncio_log)
     g, i, c = _mods(impl)
@@ -1286,10 +1299,13 @@ def divergence_key(traces):
 # --------------------------------------------------------------------------
 # Reproducers.
 
-REPRO_HEAD = r'''# difftest reproducer: python THIS.py [tornado|tcg|tcg-asyncio]
+REPRO_HEAD = r'''# difftest reproducer: python THIS.py [tornado|tcg|tcg-asyncio|installed]
 import sys, asyncio, logging, concurrent.futures
 impl = sys.argv[1] if len(sys.argv) > 1 else 'tornado'
-if impl == 'tornado':
+if impl == 'installed':
+    import tornado_cgen
+    tornado_cgen.install()
+if impl in ('tornado', 'installed'):
     from tornado import gen, ioloop, concurrent as tc
 else:
     from tornado_cgen import gen, ioloop, concurrent as tc
@@ -1636,7 +1652,7 @@ def main(argv=None):
     ap.add_argument("--strict-messages", action="store_true",
                     help="compare InvalidStateError messages too")
     ap.add_argument("--show", type=int, metavar="SEED",
-                    help="print SEED's program and its three traces")
+                    help="print SEED's program and its traces")
     ap.add_argument("--repro", type=int, metavar="SEED",
                     help="print SEED's program as a standalone script")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

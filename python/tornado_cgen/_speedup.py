@@ -20,13 +20,17 @@ code, keeping every object and rule a Tornado program can observe:
 * IOStream: plain socket reads skip Tornado's zeroed 64 KiB chunk.
 
 Functions decorated with ``tornado.gen.coroutine`` before ``install()``
-keep Tornado's Python Runner; what is decorated afterwards runs on ours.
+keep Tornado's Python Runner; what is decorated afterwards runs on ours,
+and returns ``asyncio.Future`` even after ``uninstall()``.
 ``uninstall()`` puts back everything ``install()`` changed.
 """
 import asyncio
+import dis
 import functools
+import logging
 import socket
 import threading
+import types
 from asyncio import events
 
 from . import _core, gen as _gen, loop as _loop
@@ -65,6 +69,7 @@ def _tornado():
         raise TornadoVersionError(
             "tornado_cgen.install() needs Tornado >= %d.%d; Tornado %s is "
             "installed" % (MIN_TORNADO + (getattr(tornado, "version", "?"),)))
+    import tornado.concurrent
     import tornado.gen
     import tornado.ioloop
     import tornado.iostream
@@ -84,7 +89,9 @@ _MISSING = object()
 
 def _tornado_coroutine(original):
     def coroutine(func):
-        wrapper = _core.Coroutine(func)
+        # asyncio.Future for good, not only while installed: Tornado code
+        # calling it after uninstall() must still get a future it knows.
+        wrapper = _core.Coroutine(func, asyncio.Future)
         functools.update_wrapper(wrapper, func)
         wrapper.__tornado_coroutine__ = True
         return wrapper
@@ -197,6 +204,64 @@ def _callback_result_hook(IOLoop, gen):
     return hook
 
 
+# ---- logging ---------------------------------------------------------------------
+
+def _call_site(code, msg):
+    """``(pathname, lineno, funcName)`` of the logging call in ``code`` (or
+    a function nested in it) whose first argument is the constant ``msg``,
+    as ``logging`` finds it from the calling frame; None if there is none."""
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            site = _call_site(const, msg)
+            if site is not None:
+                return site
+    line, found = None, False
+    for ins in dis.get_instructions(code):
+        positions = getattr(ins, "positions", None)    # 3.11+
+        if positions is not None:
+            line = positions.lineno if positions.lineno is not None else line
+        elif ins.starts_line is not None:              # 3.10
+            line = ins.starts_line
+        if ins.opname == "LOAD_CONST" and ins.argval == msg:
+            found = True
+        elif found and ins.opname.startswith("CALL"):
+            return (code.co_filename, line, code.co_name)
+    return None
+
+
+def _tornado_log_hook(tornado):
+    """The C code's log hook under install() (ext/tcg.h, ``log_hook``):
+    the records Tornado's own code makes for the same events, down to
+    where they come from (``pathname``, ``lineno``, ``funcName``: Tornado's
+    default log format shows ``module:lineno``).  Only the traceback
+    differs: it has no frame of Tornado's, since no Tornado code ran."""
+    where = {"Exception in callback %r": tornado.ioloop.IOLoop._run_callback,
+             "Exception after Future was cancelled":
+                 tornado.concurrent.future_set_exception_unless_cancelled,
+             "Multiple exceptions in yield list": tornado.gen.multi_future}
+    sites = {}
+    for msg, function in where.items():
+        code = getattr(function, "__code__", None)
+        site = _call_site(code, msg) if code is not None else None
+        if site is not None:
+            sites[msg] = site
+
+    def hook(logger, msg, args, exc):
+        if not logger.isEnabledFor(logging.ERROR):
+            return
+        site = sites.get(msg)
+        if site is None or logging._srcfile is None:
+            # Where the C code was called from, as without the hook.
+            logger.error(msg, *args, exc_info=exc, stacklevel=2)
+            return
+        pathname, lineno, func = site
+        logger.handle(logger.makeRecord(
+            logger.name, logging.ERROR, pathname, lineno, msg, args,
+            (type(exc), exc, exc.__traceback__), func))
+
+    return hook
+
+
 # ---- install / uninstall --------------------------------------------------------
 
 def install():
@@ -225,6 +290,7 @@ def _install(tornado, saved):
     tasyncio = tornado.platform.asyncio
     base = tasyncio.BaseAsyncIOLoop
 
+    log_hook = _tornado_log_hook(tornado)     # before multi_future is ours
     tconvert = tgen.convert_yielded   # Tornado's singledispatch: its registry
     c_convert = _core.ConvertYielded(tconvert)
     convert = _tornado_function(c_convert, tconvert)
@@ -248,6 +314,7 @@ def _install(tornado, saved):
     _core._set_future_factory(asyncio.Future)
     # A coroutine's first yield calls IOLoop.current(), as Tornado's Runner.
     _core._set_tornado_ioloop(tioloop.IOLoop)
+    _core._set_log_hook(log_hook)
     _loop._tornado_result_hook = _callback_result_hook(tioloop.IOLoop, tgen)
     asyncio.set_event_loop_policy(_loop.EventLoopPolicy())
 
@@ -267,6 +334,7 @@ def _undo(saved, tgen, policies):
     _gen._setup_core(tgen)
     _core._set_future_factory(None)
     _core._set_tornado_ioloop(None)
+    _core._set_log_hook(None)
     _loop._tornado_result_hook = None
     before, ours = policies
     current = events._event_loop_policy
@@ -277,8 +345,9 @@ def _undo(saved, tgen, policies):
 def uninstall():
     """Undo ``install()``: Tornado's own code and asyncio's previous policy
     again, but for what the program replaced itself since.  Functions
-    decorated while installed keep running on the C Runner, now returning
-    tornado_cgen's Future.  Does nothing when not installed."""
+    decorated with ``tornado.gen.coroutine`` while installed keep running
+    on the C Runner, still returning ``asyncio.Future``.  Does nothing when
+    not installed."""
     global _saved, _saved_policy
     with _lock:
         if _saved is None:
