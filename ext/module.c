@@ -300,7 +300,8 @@ common_exec(PyObject *m, tcg_state *st)
     INTERN(str_source_traceback, "source_traceback");
     if ((c->kwnames_context = PyTuple_Pack(1, c->str_context)) == NULL ||
         (c->kwnames_exc_info = PyTuple_Pack(1, c->str_exc_info)) == NULL ||
-        (c->kwnames_loop = Py_BuildValue("(s)", "loop")) == NULL) {
+        (c->str_loop = PyUnicode_InternFromString("loop")) == NULL ||
+        (c->kwnames_loop = PyTuple_Pack(1, c->str_loop)) == NULL) {
         return -1;
     }
     c->running_loop = NULL;
@@ -340,6 +341,7 @@ common_clear(tcg_common_state *c)
     Py_CLEAR(c->future_factory);
     Py_CLEAR(c->log_hook);
     Py_CLEAR(c->kwnames_loop);
+    Py_CLEAR(c->str_loop);
     Py_CLEAR(c->empty_tuple);
     Py_CLEAR(c->str_call_soon);
     Py_CLEAR(c->str_call_exception_handler);
@@ -441,7 +443,11 @@ module_set_future_factory(PyObject *m, PyObject *factory)
 static PyObject *
 module_set_log_hook(PyObject *m, PyObject *hook)
 {
-    tcg_state *st = tcg_state_from_module(m);
+    tcg_state *st = tcg_state_if_live(m);
+    if (st == NULL) {
+        tcg_state_gone();   /* a cleared state's fields stay NULL */
+        return NULL;
+    }
     if (hook != Py_None && !PyCallable_Check(hook)) {
         PyErr_SetString(PyExc_TypeError, "the log hook must be callable");
         return NULL;

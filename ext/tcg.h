@@ -126,6 +126,7 @@ typedef struct {
      * (called as factory() and factory(loop=loop)).  Everything that
      * touches such a future has a generic, method-call path. */
     PyObject *future_factory;
+    PyObject *str_loop;
     PyObject *kwnames_loop;       /* ("loop",) */
 
     /* NULL, or what tcg_log_current_exception() calls instead of
