@@ -419,11 +419,17 @@ class InstalledServer:
     def __init__(self):
         import atexit
         import importlib.util
+        import site
         env = dict(os.environ)
-        # The tornado_cgen this process would import (the source tree, an
-        # installed wheel, a sanitiser build on PYTHONPATH), first.
+        # The tornado_cgen this process would import (the source tree, a
+        # sanitiser build on PYTHONPATH), first; an installed one is the
+        # helper's too.
         spec = importlib.util.find_spec("tornado_cgen")
-        path = [os.path.dirname(os.path.dirname(spec.origin))] if spec else []
+        path = []
+        if spec is not None:
+            where = os.path.dirname(os.path.dirname(spec.origin))
+            if where not in site.getsitepackages():
+                path.append(where)
         if env.get("PYTHONPATH"):
             path.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(path)
