@@ -3,7 +3,8 @@
 Each case generates random coroutine programs from fixed seeds, runs them
 on upstream Tornado, on tornado_cgen's own IOLoop, on tornado_cgen.gen
 over asyncio's default loop and on upstream Tornado under
-tornado_cgen.install(), and asserts that the four traces agree.
+``tornado_cgen.install()`` ("installed", in the tool's helper process),
+and asserts that the four traces agree.
 
 The divergences the tester found (``difftest.FOUND``) are fixed but for
 ``base-child``, a deliberate difference (README, gen); known defects
@@ -73,3 +74,14 @@ def test_shape_agrees(shape, avoid):
     avoid.clear()
     _check(shape, ())
 
+
+def test_installed_stays_in_its_helper():
+    # "installed" runs where install() is on, and only there: never in
+    # this process, which runs the oracle.
+    import tornado_cgen
+    body = ("import tornado_cgen\n"
+            "def c0(a):\n"
+            "    T('installed', tornado_cgen.installed())\n")
+    assert difftest.run_source("installed", body)[0] == ["installed", True]
+    assert difftest.run_source("tornado", body)[0] == ["installed", False]
+    assert not tornado_cgen.installed()

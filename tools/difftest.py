@@ -15,7 +15,9 @@ under
   tornado       upstream Tornado (tornado.gen on tornado.ioloop.IOLoop)
   tcg           tornado_cgen on its own IOLoop (the C loop)
   tcg-asyncio   tornado_cgen.gen on asyncio's default loop
-  installed     upstream Tornado's modules under tornado_cgen.install()
+  installed     upstream tornado.gen on tornado.ioloop.IOLoop, in a helper
+                process where tornado_cgen.install() ran first (the C
+                Runner, multi and loop under Tornado's own modules)
 
 and all traces must be equal.  A divergence is minimised (delta debugging on
 the program's structure) and printed as a standalone script.
@@ -279,7 +281,18 @@ def _setup(asyncio_log=False):
         _EXE = concurrent.futures.ThreadPoolExecutor(2)
 
 
+def _installed():
+    m = sys.modules.get("tornado_cgen._speedup")
+    return m is not None and m.installed()
+
+
 def _mods(impl):
+    if impl in ("tornado", "installed") and \
+            (impl == "installed") != _installed():
+        # The oracle must be Tornado's own code, and "installed" must be it
+        # only where install() ran (the helper, InstalledServer).
+        raise RuntimeError("difftest: %r in a process where install() is %s"
+                           % (impl, "on" if _installed() else "off"))
     if impl not in _MODS:
         if impl in ("tornado", "installed"):
             import tornado.gen as g
@@ -305,6 +318,8 @@ def make_io(impl):
 def run_source(impl, body, run_mode="timeout", hang=0.05, asyncio_log=False):
     """Run a rendered program body under ``impl``; return its trace."""
     import warnings
+    if impl == "installed" and not _IN_SERVER:
+        return InstalledServer.get().run(body, run_mode, hang, asyncio_log)
     _setup(asyncio_log)
     _CAPTURE.gc_timed = asyncio_log
     saved = []
@@ -327,17 +342,6 @@ def run_source(impl, body, run_mode="timeout", hang=0.05, asyncio_log=False):
 
 
 def _run_source(impl, body, run_mode, hang, asyncio_log):
-    if impl != "installed":
-        return _run_installed_or_not(impl, body, run_mode, hang, asyncio_log)
-    import tornado_cgen
-    tornado_cgen.install()
-    try:
-        return _run_installed_or_not(impl, body, run_mode, hang, asyncio_log)
-    finally:
-        tornado_cgen.uninstall()
-
-
-def _run_installed_or_not(impl, body, run_mode, hang, asyncio_log):
     import asyncio
     _setup(asyncio_log)
     g, i, c = _mods(impl)
@@ -385,6 +389,122 @@ def _run_installed_or_not(impl, body, run_mode, hang, asyncio_log):
             trace.append(["TEARDOWN"] + sorted(
                 json.dumps(e, default=repr) for e in td))
     return json.loads(json.dumps(trace, default=repr))
+
+
+# --------------------------------------------------------------------------
+# "installed": upstream Tornado's modules after tornado_cgen.install().
+#
+# install() patches tornado.gen, tornado.ioloop and asyncio's event loop
+# policy for the whole process, so it must never run where the "tornado"
+# oracle (or a pytest session) runs: each process that runs programs gets
+# one helper subprocess (``--installed-server``) that calls install() first
+# and then runs the programs sent to it, one JSON line each way.  A helper
+# that dies or stops answering gives a HARNESS trace (a divergence the
+# minimiser can shrink) and is replaced for the next program.
+
+_IN_SERVER = False          # this process is the helper (install() is on)
+SERVER_TIMEOUT = 30.0       # seconds one program may take in the helper
+                            # (under the driver's --stall)
+
+
+class InstalledServer:
+    _current = None
+
+    @classmethod
+    def get(cls):
+        if cls._current is None:
+            cls._current = cls()
+        return cls._current
+
+    def __init__(self):
+        import atexit
+        import importlib.util
+        import site
+        env = dict(os.environ)
+        # The tornado_cgen this process would import (the source tree, a
+        # sanitiser build on PYTHONPATH), first; an installed one is the
+        # helper's too.
+        spec = importlib.util.find_spec("tornado_cgen")
+        path = []
+        if spec is not None:
+            where = os.path.dirname(os.path.dirname(spec.origin))
+            if where not in site.getsitepackages():
+                path.append(where)
+        if env.get("PYTHONPATH"):
+            path.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(path)
+        self.p = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--installed-server"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            text=True, cwd=ROOT)
+        atexit.register(self.close)
+
+    def close(self):
+        p = self.p
+        if InstalledServer._current is self:
+            InstalledServer._current = None
+        if p.poll() is None:
+            try:
+                p.stdin.close()
+                p.wait(5)
+            except Exception:
+                p.kill()
+                p.wait()
+
+    def run(self, body, run_mode, hang, asyncio_log):
+        import selectors
+        req = {"body": body, "run_mode": run_mode, "hang": hang,
+               "asyncio_log": asyncio_log, "strict": STRICT,
+               "avoid": sorted(AVOID)}
+        try:
+            self.p.stdin.write(json.dumps(req) + "\n")
+            self.p.stdin.flush()
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.p.stdout, selectors.EVENT_READ)
+                ready = sel.select(SERVER_TIMEOUT)
+            line = self.p.stdout.readline() if ready else None
+        except (BrokenPipeError, OSError):
+            line = ""
+        if line and line.endswith("\n"):
+            return json.loads(line)
+        if line is None:
+            why = "no answer in %gs (killed)" % SERVER_TIMEOUT
+            self.p.kill()
+        else:
+            why = "died"
+        rc = self.p.wait()
+        self.close()
+        if why == "died":
+            why += " (rc %s)" % rc
+        return [["HARNESS", "installed", why]]
+
+
+def installed_server():
+    """The helper's main loop: install(), then one program per line."""
+    global _IN_SERVER, STRICT
+    try:   # die with the worker that started us (a killed hung worker)
+        import ctypes
+        import signal
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    # The protocol has stdout to itself: programs' prints go to stderr.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    import tornado_cgen
+    tornado_cgen.install()
+    _IN_SERVER = True
+    for line in sys.stdin:
+        req = json.loads(line)
+        STRICT = req["strict"]
+        AVOID.clear()
+        AVOID.update(req["avoid"])
+        trace = run_source("installed", req["body"], req["run_mode"],
+                           req["hang"], req["asyncio_log"])
+        out.write(json.dumps(trace) + "\n")
+        out.flush()
+    return 0
 
 
 # --------------------------------------------------------------------------
@@ -1364,26 +1484,26 @@ def worker(args):
     for seed in range(args.seed, args.seed + args.count):
         print(json.dumps({"start": seed}), flush=True)
         prog = generate(seed, args.shape, known, args.avoid)
-        traces = run_prog(prog, hang=args.hang, asyncio_log=args.asyncio_log)
+        traces = run_prog(prog, args.impls, hang=args.hang,
+                          asyncio_log=args.asyncio_log)
         bad = diverges(traces)
         res = {"seed": seed, "shape": prog["shape"], "ok": not bad}
         if bad:
             # Deterministic? (run again; a flaky program is reported as such)
-            again = run_prog(prog, hang=args.hang,
+            again = run_prog(prog, args.impls, hang=args.hang,
                              asyncio_log=args.asyncio_log)
-            flaky = (again["tornado"] != traces["tornado"] or
-                     any(again[i] != traces[i] for i in IMPLS))
+            flaky = again != traces
             res["flaky"] = flaky
             res["impls"] = bad
             key = divergence_key(traces)
             if args.minimise and not flaky:
                 def still(cand):
                     print(json.dumps({"hb": seed}), flush=True)
-                    t = run_prog(cand, hang=args.hang,
+                    t = run_prog(cand, args.impls, hang=args.hang,
                                  asyncio_log=args.asyncio_log)
                     if divergence_key(t) != key:
                         return False
-                    t2 = run_prog(cand, hang=args.hang,
+                    t2 = run_prog(cand, args.impls, hang=args.hang,
                                   asyncio_log=args.asyncio_log)
                     return t2 == t
                 small = minimise(prog, still, args.budget)
@@ -1391,7 +1511,8 @@ def worker(args):
                 small = prog
             res["prog"] = small
             res["features"] = features(small)
-            t = run_prog(small, hang=args.hang, asyncio_log=args.asyncio_log)
+            t = run_prog(small, args.impls, hang=args.hang,
+                         asyncio_log=args.asyncio_log)
             res["traces"] = t
         print(json.dumps(res), flush=True)
 
@@ -1402,7 +1523,8 @@ def worker(args):
 def spawn_worker(args, seed, count):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker",
            "--seed", str(seed), "--count", str(count), "--shape", args.shape,
-           "--hang", str(args.hang), "--budget", str(args.budget)]
+           "--hang", str(args.hang), "--budget", str(args.budget),
+           "--impls", ",".join(args.impls)]
     for k in args.known:
         cmd += ["--known", k]
     for k in args.avoid:
@@ -1424,12 +1546,14 @@ def crash_impls(args, seed):
     """Which implementations crash on ``seed`` alone (each in a subprocess)."""
     prog = generate(seed, args.shape, set(args.known), args.avoid)
     out = {}
-    for impl in IMPLS:
+    for impl in args.impls:
         code = ("import sys; sys.path.insert(0, %r); import difftest as d; "
                 "p = d.generate(%d, %r, %r, %r); "
-                "d.run_prog(p, impls=[%r], hang=%r)"
+                "t = d.run_prog(p, impls=[%r], hang=%r)[%r]; "
+                # ("installed" runs in a helper: its death is a trace)
+                "sys.exit(70 if t and t[-1][0] == 'HARNESS' else 0)"
                 % (HERE, seed, args.shape, list(args.known), list(args.avoid),
-                   impl, args.hang))
+                   impl, args.hang, impl))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.path.join(ROOT, "python")
         try:
@@ -1535,7 +1659,7 @@ def classify(msg):
             tags.append("K:multi-cancelled")
         elif fin(ours) != fin(ref) and "async def" in src:
             tags.append("F:task-keepalive")
-        elif impl == "tcg" and a and b and len(a) == 3 and len(b) == 3 and \
+        elif impl in ("tcg", "installed") and a and b and len(a) == 3 and len(b) == 3 and \
                 a[1] == b[1] == "enter" and a[2] != b[2]:
             tags.append("F:spawn-ctx")
         elif impl == "tcg-asyncio" and "io.time() - 1" in src:
@@ -1583,8 +1707,8 @@ def report_one(msg, args):
     print(render(prog), end="")
     t = msg["traces"]
     ref = t["tornado"]
-    for impl in IMPLS[1:]:
-        if t[impl] != ref:
+    for impl in t:
+        if impl != "tornado" and t[impl] != ref:
             i = first_diff(ref, t[impl])
             print("-- first difference at event %d (tornado vs %s):" % (i, impl))
             for j in range(max(0, i - 2), min(len(ref), i + 3)):
@@ -1652,11 +1776,25 @@ def main(argv=None):
     ap.add_argument("--strict-messages", action="store_true",
                     help="compare InvalidStateError messages too")
     ap.add_argument("--show", type=int, metavar="SEED",
-                    help="print SEED's program and its traces")
+                    help="print SEED's program and its three traces")
     ap.add_argument("--repro", type=int, metavar="SEED",
                     help="print SEED's program as a standalone script")
+    ap.add_argument("--impls", default=",".join(IMPLS),
+                    help="comma-separated implementations to run (tornado, "
+                         "the oracle, is always one); default: all of %s"
+                         % ",".join(IMPLS))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--installed-server", action="store_true",
+                    help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.installed_server:
+        return installed_server()
+    impls = [i for i in args.impls.split(",") if i]
+    bad = set(impls) - set(IMPLS)
+    if bad:
+        ap.error("--impls: unknown %s (choose from %s)"
+                 % (",".join(sorted(bad)), ",".join(IMPLS)))
+    args.impls = ["tornado"] + [i for i in IMPLS[1:] if i in impls]
     if args.include_known:
         args.known = sorted(KNOWN)
     if args.avoid_found:
@@ -1675,8 +1813,9 @@ def main(argv=None):
         print("# seed %d shape %s features %s" % (seed, prog["shape"],
                                                  " ".join(features(prog))))
         print(render(prog))
-        traces = run_prog(prog, hang=args.hang, asyncio_log=args.asyncio_log)
-        for impl in IMPLS:
+        traces = run_prog(prog, args.impls, hang=args.hang,
+                          asyncio_log=args.asyncio_log)
+        for impl in args.impls:
             print("--", impl, "(same as tornado)" if impl != "tornado" and
                   traces[impl] == traces["tornado"] else "")
             for ev in traces[impl]:
