@@ -24,7 +24,7 @@ INSTALLED = [name for name in impls.IMPLS if impls.installed(name)[0]]
 
 
 def test_every_case_has_a_tiny_size():
-    assert set(TINY) | {"11"} == set(cases.BY_ID)
+    assert set(TINY) | set(impls.HTTP_CASES) == set(cases.BY_ID)
 
 
 @pytest.mark.parametrize("impl", INSTALLED)
@@ -45,7 +45,8 @@ def test_case_runs_and_gives_a_number(impl, case_id):
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-@pytest.mark.parametrize("impl", [i for i in INSTALLED if i != "asyncio"])
+@pytest.mark.parametrize("impl", [i for i in INSTALLED
+                                  if i not in ("asyncio", "tcg")])
 def test_http_case_with_wrk(impl):
     res = worker.run_one(impl, "11", 1)
     if "tornado" not in INSTALLED or (impl == "tcg" and res["status"] == "n/a"):
@@ -58,6 +59,92 @@ def test_http_case_with_wrk(impl):
 def test_http_asyncio_is_na():
     res = worker.run_one("asyncio", "11", 1)
     assert res["status"] == "n/a" and res["reason"]
+
+
+def test_parse_wrk():
+    text = ("Running 1s test @ http://127.0.0.1:1/\n"
+            "  1 threads and 10 connections\n"
+            "  2345 requests in 1.01s, 470.00KB read\n"
+            "Requests/sec:   2321.78\n")
+    assert httpcase.parse_wrk(text) == (2345, pytest.approx(1.01e9))
+    with pytest.raises(ValueError):
+        httpcase.parse_wrk("nothing here")
+
+
+# ------------------------------------------------------- tornado+install
+
+def _tornado_is_pristine():
+    import asyncio
+    import tornado.gen
+    import tornado_cgen
+    from tornado_cgen import loop as tcg_loop
+    return (not tornado_cgen.installed() and
+            tornado.gen.coroutine.__module__ == "tornado.gen" and
+            not isinstance(asyncio.get_event_loop_policy(),
+                           tcg_loop.EventLoopPolicy))
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_install_does_not_leak_out_of_run_one():
+    assert _tornado_is_pristine()
+    res = worker.run_one(impls.INSTALL, "6", 50, warmup=False)
+    assert res["status"] == "ok", res.get("error")
+    assert "install()" in res["variant"]
+    assert _tornado_is_pristine()
+    res = worker.run_one("tornado", "6", 50, warmup=False)
+    assert res["status"] == "ok" and "install()" not in res["variant"]
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_other_impls_refuse_to_run_under_install():
+    import tornado_cgen
+    tornado_cgen.install()
+    try:
+        for impl in ("tornado", "tcg", "asyncio"):
+            res = worker.run_one(impl, "1", 10, warmup=False)
+            assert res["status"] == "n/a" and "install()" in res["reason"]
+        # Already installed: run_one leaves it so.
+        res = worker.run_one(impls.INSTALL, "1", 10, warmup=False)
+        assert res["status"] == "ok" and tornado_cgen.installed()
+    finally:
+        tornado_cgen.uninstall()
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_flavour_checks_its_setup():
+    # A tornado+install run without install() fails loudly, never
+    # measures plain Tornado under the wrong name.
+    run, variant = impls.resolve(impls.INSTALL, "1")
+    with pytest.raises(AssertionError, match="install"):
+        run(10)
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_worker_process_installs_first():
+    # In a worker process install() comes before Tornado is imported, so
+    # the cases' coroutines (decorated when they run) are the C Runner's.
+    code = ("import sys\n"
+            "from tornado_cgen.bench import impls\n"
+            "assert 'tornado' not in sys.modules\n"
+            "impls.prepare_process(%r)\n"
+            "import tornado.gen, tornado_cgen\n"
+            "@tornado.gen.coroutine\n"
+            "def f():\n"
+            "    pass\n"
+            "print(tornado_cgen.installed(), type(f).__module__)\n")
+    for impl, expect in ((impls.INSTALL, "True tornado_cgen._core"),
+                         ("tornado", "False builtins")):
+        proc = subprocess.run([sys.executable, "-c", code % impl],
+                              capture_output=True, text=True,
+                              env=harness.worker_env(), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == expect.split(), (impl, proc.stdout)
+    res = harness.run_worker(impls.INSTALL, "1", 100)
+    assert res["status"] == "ok" and "install()" in res["variant"]
 
 
 def test_parse_wrk():

@@ -16,7 +16,8 @@ def build_parser():
                    help="comma-separated case ids (default: all; 5 brings 5d)")
     p.add_argument("--impl", metavar="LIST",
                    help="comma-separated implementations among "
-                        "tcg,tornado,asyncio,uvloop (default: all installed)")
+                        "tcg,tornado,tornado+install,asyncio,uvloop "
+                        "(default: all installed)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run in seconds: tiny N, one round")
     p.add_argument("--rounds", type=int, metavar="N",
