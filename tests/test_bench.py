@@ -210,6 +210,10 @@ def test_options_defaults():
     assert a.count_case_ids == ["1", "2", "6"]
 
 
+def test_companion_cases():
+    assert cases.select("5") == ["5", "5d"]
+
+
 def test_options_cases_impl_quick_json():
     a = cli.parse_args(["--cases", "1,5,10", "--impl", "tcg, asyncio",
                         "--quick", "--json"])
@@ -257,6 +261,28 @@ def test_verdicts():
     assert report.speedups(na)["tornado"] is None
 
 
+def test_install_share_target():
+    case1 = cases.BY_ID["1"]
+    res = {"tcg": _ok(10), "asyncio": _ok(30), "tornado": _ok(600),
+           "uvloop": _ok(30), impls.INSTALL: _ok(12)}
+    (share,), verdict = report.evaluate(case1, res, impls.INSTALL)
+    # speed-ups 50x and 60x: 83% of standalone's
+    assert share["kind"] == "share" and share["reference"] == "tcg"
+    assert share["measured"] == pytest.approx(50 / 60)
+    assert share["met"] and verdict == "PASS"
+    res[impls.INSTALL] = _ok(13)      # 46x: 77%
+    assert report.evaluate(case1, res, impls.INSTALL)[1] == "MISS"
+    # The main verdict is tcg's and ignores tornado+install.
+    assert report.evaluate(case1, res)[1] == "PASS"
+    del res["tcg"]
+    targets, verdict = report.evaluate(case1, res, impls.INSTALL)
+    assert verdict == "n/a" and "tornado_cgen" in targets[0][
+        "why_not_measured"]
+    for cid in ("1", "2", "3", "4", "5", "5d", "6", "7", "8"):
+        assert [t.subject for t in cases.BY_ID[cid].targets].count(
+            impls.INSTALL) == 1
+
+
 def test_table_and_plot(tmp_path):
     doc = report.build(
         {"date": "d", "machine": {"cpu": "c", "cores": 2, "kernel": "k",
@@ -275,12 +301,41 @@ def test_table_and_plot(tmp_path):
     text = report.format_table(doc)
     assert "Runner not there yet" in text and "n/a" in text
     assert "PASS" in text                       # 11000 <= 1.2 * 9600
+    assert impls.label(impls.INSTALL) in text
     json.dumps(doc)
     pytest.importorskip("matplotlib")
     from tornado_cgen.bench import plot
     out = tmp_path / "bench.png"
     plot.plot(doc, str(out))
     assert out.stat().st_size > 0
+
+
+def _info():
+    return {"date": "d", "machine": {"cpu": "c", "cores": 2, "kernel": "k",
+                                     "arch": "a"},
+            "python": {"version": "3", "implementation": "CPython",
+                       "build": "release", "compiler": "gcc",
+                       "executable": "p"},
+            "versions": {"tornado_cgen": "0", "tornado": "6", "uvloop": "0"}}
+
+
+def test_install_table():
+    doc = report.build(
+        _info(), {"cases": ["1", "3"], "impls": impls.IMPLS, "rounds": 3,
+                  "quick": False},
+        {},
+        {"1": {"tcg": _ok(40), "tornado": _ok(2000), "asyncio": _ok(60),
+               "uvloop": _ok(60), impls.INSTALL: _ok(45)},
+         "3": {"tcg": _ok(1000), "tornado": _ok(20000), "asyncio": _ok(9000),
+               "uvloop": _ok(4000), impls.INSTALL: _ok(2000)}})
+    by_id = {c["id"]: c for c in doc["cases"]}
+    assert by_id["1"]["verdicts"] == {"tcg": "PASS", impls.INSTALL: "PASS"}
+    assert by_id["3"]["verdicts"][impls.INSTALL] == "MISS"     # 50%
+    assert by_id["3"]["speedup_of_tornado_install"]["tornado"] == \
+        pytest.approx(10)
+    text = report.format_table(doc)
+    assert "DESIGN row T" in text and "89%" in text and "50%" in text
+    json.dumps(doc)
 
 
 def test_plot_without_matplotlib(monkeypatch, tmp_path):
