@@ -47,28 +47,87 @@ def test_case_runs_and_gives_a_number(impl, case_id):
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 @pytest.mark.parametrize("impl", [i for i in INSTALLED
                                   if i not in ("asyncio", "tcg")])
-def test_http_case_with_wrk(impl):
-    res = worker.run_one(impl, "11", 1)
-    if "tornado" not in INSTALLED or (impl == "tcg" and res["status"] == "n/a"):
+@pytest.mark.parametrize("case_id", impls.HTTP_CASES)
+def test_http_case_with_wrk(impl, case_id):
+    # The worker checked one response's body before wrk started.
+    allowed = os.sched_getaffinity(0)
+    res = worker.run_one(impl, case_id, 1)
+    assert os.sched_getaffinity(0) == allowed       # unpinned again
+    if "tornado" not in INSTALLED:
         assert res["status"] == "n/a" and res["reason"]
         return
     assert res["status"] == "ok", res.get("error")
     assert res["ns_per_op"] > 0 and res["extra"]["rps"] > 0
+    assert res["extra"]["path"] == httpcase.PATHS[case_id]
+    assert res["extra"]["pinning"]
+    assert ("install()" in res["variant"]) == (impl == impls.INSTALL)
 
 
-def test_http_asyncio_is_na():
-    res = worker.run_one("asyncio", "11", 1)
+@pytest.mark.parametrize("impl", ["asyncio", "tcg"])
+@pytest.mark.parametrize("case_id", impls.HTTP_CASES)
+def test_http_asyncio_and_tcg_are_na(impl, case_id):
+    res = worker.run_one(impl, case_id, 1)
     assert res["status"] == "n/a" and res["reason"]
 
 
-def test_parse_wrk():
-    text = ("Running 1s test @ http://127.0.0.1:1/\n"
-            "  1 threads and 10 connections\n"
-            "  2345 requests in 1.01s, 470.00KB read\n"
-            "Requests/sec:   2321.78\n")
-    assert httpcase.parse_wrk(text) == (2345, pytest.approx(1.01e9))
-    with pytest.raises(ValueError):
-        httpcase.parse_wrk("nothing here")
+def test_http_app_answers_both_handlers():
+    # The same application the worker serves, driven by Tornado's own
+    # client on Tornado's loop, then under install().
+    pytest.importorskip("tornado")
+    import tornado_cgen
+
+    def fetch_both():
+        from tornado.httpclient import AsyncHTTPClient
+        from tornado.httpserver import HTTPServer
+        from tornado.ioloop import IOLoop
+        from tornado.netutil import bind_sockets
+
+        async def main():
+            sockets = bind_sockets(0, "127.0.0.1")
+            server = HTTPServer(httpcase.make_app())
+            server.add_sockets(sockets)
+            port = sockets[0].getsockname()[1]
+            client = AsyncHTTPClient()
+            bodies = []
+            for path in httpcase.PATHS.values():
+                r = await client.fetch("http://127.0.0.1:%d%s" % (port, path))
+                bodies.append(r.body)
+            client.close()
+            server.stop()
+            return bodies
+
+        io = IOLoop()
+        try:
+            return io.run_sync(main)
+        finally:
+            io.close()
+
+    assert fetch_both() == [httpcase.BODY] * 2
+    tornado_cgen.install()
+    try:
+        assert fetch_both() == [httpcase.BODY] * 2
+    finally:
+        tornado_cgen.uninstall()
+
+
+def test_parse_wrk_prefers_the_rate():
+    # "in 1.01s" is rounded to 10 ms; Requests/sec is not.
+    text = ("  2000 requests in 1.01s, 470.00KB read\n"
+            "Requests/sec:   1984.13\n")
+    assert httpcase.parse_wrk(text) == (2000, pytest.approx(2000 / 1984.13
+                                                            * 1e9))
+    assert httpcase.parse_wrk("  2000 requests in 1.01s, 470KB read\n") == \
+        (2000, pytest.approx(1.01e9))
+
+
+def test_cpus_for_pinning():
+    pin = httpcase.cpus()
+    if len(os.sched_getaffinity(0)) < 2 or shutil.which("taskset") is None:
+        assert pin is None
+    else:
+        server, client = pin
+        assert server != client
+        assert {server, client} <= os.sched_getaffinity(0)
 
 
 # ------------------------------------------------------- tornado+install
@@ -212,6 +271,8 @@ def test_options_defaults():
 
 def test_companion_cases():
     assert cases.select("5") == ["5", "5d"]
+    assert cases.select("11") == ["11", "11c"]
+    assert cases.select("11c") == ["11c"]
 
 
 def test_options_cases_impl_quick_json():
@@ -283,6 +344,23 @@ def test_install_share_target():
             impls.INSTALL) == 1
 
 
+def test_http_targets_use_the_median():
+    case11 = cases.BY_ID["11c"]
+    def runs(*ns):
+        r = _ok(min(ns))
+        r["median_ns_per_op"] = sorted(ns)[len(ns) // 2]
+        r["runs_ns_per_op"] = list(ns)
+        return r
+    res = {"tornado": runs(300, 310, 320), "uvloop": runs(270, 280, 290),
+           impls.INSTALL: runs(150, 200, 400),
+           "tcg": {"status": "n/a", "reason": "no HTTP server"}}
+    targets, verdict = report.evaluate(case11, res)
+    assert [t["subject"] for t in targets] == [impls.INSTALL] * 2
+    assert targets[0]["measured"] == pytest.approx(310 / 200)
+    assert targets[1]["measured"] == pytest.approx(280 / 200)
+    assert verdict == "PASS"
+
+
 def test_table_and_plot(tmp_path):
     doc = report.build(
         {"date": "d", "machine": {"cpu": "c", "cores": 2, "kernel": "k",
@@ -319,22 +397,43 @@ def _info():
             "versions": {"tornado_cgen": "0", "tornado": "6", "uvloop": "0"}}
 
 
-def test_install_table():
+def test_install_and_http_tables():
+    def http(ns, runs):
+        r = _ok(min(runs))
+        r["median_ns_per_op"] = ns
+        r["runs_ns_per_op"] = runs
+        r["extra"] = {"rps": 1e9 / ns, "pinning": "server on CPU 0, wrk on "
+                      "CPU 1"}
+        return r
+    na = {"status": "n/a", "reason": "no HTTP server of its own"}
     doc = report.build(
-        _info(), {"cases": ["1", "3"], "impls": impls.IMPLS, "rounds": 3,
-                  "quick": False},
+        _info(), {"cases": ["1", "3", "11", "11c"], "impls": impls.IMPLS,
+                  "rounds": 3, "quick": False},
         {},
         {"1": {"tcg": _ok(40), "tornado": _ok(2000), "asyncio": _ok(60),
                "uvloop": _ok(60), impls.INSTALL: _ok(45)},
          "3": {"tcg": _ok(1000), "tornado": _ok(20000), "asyncio": _ok(9000),
-               "uvloop": _ok(4000), impls.INSTALL: _ok(2000)}})
+               "uvloop": _ok(4000), impls.INSTALL: _ok(2000)},
+         "11": {"tcg": na, "asyncio": na,
+                "tornado": http(200000, [210000, 200000, 190000]),
+                "uvloop": http(180000, [180000, 175000, 185000]),
+                impls.INSTALL: http(125000, [125000, 120000, 130000])},
+         "11c": {"tcg": na, "asyncio": na,
+                 "tornado": http(250000, [250000] * 3),
+                 "uvloop": http(220000, [220000] * 3),
+                 impls.INSTALL: http(200000, [200000] * 3)}})
     by_id = {c["id"]: c for c in doc["cases"]}
     assert by_id["1"]["verdicts"] == {"tcg": "PASS", impls.INSTALL: "PASS"}
     assert by_id["3"]["verdicts"][impls.INSTALL] == "MISS"     # 50%
-    assert by_id["3"]["speedup_of_tornado_install"]["tornado"] == \
-        pytest.approx(10)
+    assert by_id["11"]["verdict"] == "PASS"         # 1.6x and 1.44x
+    assert by_id["11c"]["verdict"] == "MISS"        # 1.25x
+    assert by_id["11"]["speedup_of_tornado_install"]["uvloop"] == \
+        pytest.approx(1.44)
     text = report.format_table(doc)
     assert "DESIGN row T" in text and "89%" in text and "50%" in text
+    assert "Case 11" in text and "5,000" in text      # 1e9 / 200000 req/s
+    assert "server on CPU 0, wrk on CPU 1" in text
+    assert "median for cases 11, 11c" in text
     json.dumps(doc)
 
 

@@ -11,6 +11,7 @@ Running it
     python -m tornado_cgen bench --callgrind --no-timing   # Ir/op, cases 1,2,6
     python -m tornado_cgen bench --syscalls --cases 6      # strace, syscalls/op
     python -m tornado_cgen bench --gc-off --cases 2        # diagnosis only
+    python -m tornado_cgen bench --cases 11 --rounds 7     # HTTP, wrk
 
 Implementations (columns): ``tcg`` tornado_cgen (its ``gen.coroutine`` on
 its own loop when that exists, else on asyncio's default loop; its
@@ -30,8 +31,10 @@ How to read the table
 * Each number is **nanoseconds per operation** (the "op" is named in the
   case title: one yield, one call level, one callback, one round trip...),
   the **best of the rounds**; the median and every run are in ``--json``.
-  Lower is better.  Case 11 is ns per HTTP request (requests/s below the
-  table and in the JSON).
+  Lower is better.  Cases 11 (hello-world) and 11c (a ``@gen.coroutine``
+  handler) are ns per HTTP request under wrk, the **median** of the rounds;
+  their own table below gives requests/s for Tornado on asyncio, on uvloop
+  and under install(), and every run.
 * **vs tornado / vs asyncio / vs uvloop** are *speed-ups of tornado_cgen*:
   that implementation's ns divided by tcg's ns, from the same run.  ``3.0x``
   means tornado_cgen does the operation in a third of the time; below
@@ -51,7 +54,8 @@ How to read the table
   install()) puts, for each case, tcg's speed-up over Tornado beside
   tornado+install's, and their ratio, the **share** (= tcg's ns /
   tornado+install's ns); the target is a share of at least 80% in cases
-  1-8.
+  1-8.  The **case 11 table** holds tornado+install's targets against
+  Tornado on asyncio and on uvloop.
 * ``--quick`` numbers are smoke-test output, not measurements.
 
 How it measures (``reference/performance-notes.md`` section 6)
@@ -59,10 +63,12 @@ How it measures (``reference/performance-notes.md`` section 6)
 
 * Every (round, case, implementation) is a fresh subprocess of the same
   interpreter (``sys.executable``); rounds interleave the implementations
-  and rotate which goes first.  Default 5 rounds; best reported.
-  ``install()`` happens only inside
+  and rotate which goes first.  Default 5 rounds; best reported (the
+  median for the wrk cases).  ``install()`` happens only inside
   tornado+install's own workers; every other implementation refuses to
   run where it is in effect.
+* Cases 11/11c: the server (the worker) is pinned to one CPU and wrk
+  (``-t1 -c10``, through ``taskset``) to another when there are two.
 * Inside the subprocess: a warm-up run of N/10, ``gc.collect()``, then N
   operations timed with ``perf_counter_ns`` inside the running loop (loop
   creation and start-up excluded), GC on.  Nothing is subtracted.

@@ -6,7 +6,8 @@ uvloop, ``genstyle.py`` for the two ``gen.coroutine`` implementations,
 harness, the report and the tests agree on them.
 
 Case ids follow the performance table of ``DESIGN.md``; ``5d`` is the dict
-form of case 5 (``--cases 5`` selects both).  DESIGN's row T (cases 1-10 as
+form of case 5 (``--cases 5`` selects both), ``11c`` the coroutine handler
+of case 11 (``--cases 11`` selects both).  DESIGN's row T (cases 1-10 as
 Tornado code under ``install()``) is not a case of its own: it is the
 ``tornado+install`` implementation, with a "share" target in cases 1-8.
 """
@@ -108,20 +109,32 @@ CASES = [
          "tcg), IOStream + gen.coroutine (tornado); TCP_NODELAY"),
     Case("11", "Tornado HTTP hello-world, per request (wrk)", "request",
          3, 1, None,
-         [_speed("uvloop", 1.3, ">= 1.3x Tornado on uvloop")],
+         [_speed("tornado", 1.3, ">= 1.3x Tornado on asyncio", INSTALL),
+          _speed("uvloop", 1.2, ">= 1.2x Tornado on uvloop", INSTALL)],
          "needs wrk; n is the wrk duration in seconds; wrk -t1 -c10 on "
-         "127.0.0.1; tcg = Tornado under tornado_cgen.install()"),
+         "127.0.0.1, server and wrk pinned to different cores; columns: "
+         "tornado = Tornado on asyncio's loop, uvloop = Tornado on uvloop, "
+         "tornado+install = Tornado under tornado_cgen.install()",
+         "median"),
+    Case("11c", "Tornado HTTP @gen.coroutine handler, per request (wrk)",
+         "request", 3, 1, None,
+         [_speed("tornado", 1.5, ">= 1.5x Tornado on asyncio", INSTALL),
+          _speed("uvloop", 1.35, ">= 1.35x Tornado on uvloop", INSTALL)],
+         "as 11; the handler's get() is a @gen.coroutine that yields a "
+         "sub-coroutine, a list of two and gen.sleep(0) before it writes",
+         "median"),
 ]
 
 BY_ID = {c.id: c for c in CASES}
-# "--cases 5" brings 5d.
-COMPANIONS = {"5": ["5d"]}
+# "--cases 5" brings 5d, "--cases 11" brings 11c.
+COMPANIONS = {"5": ["5d"], "11": ["11c"]}
 DEFAULT_CALLGRIND_CASES = ["1", "2", "6"]
 
 
 def select(spec):
     """Case ids from a ``--cases`` value like ``"1,2,6"`` (``"5"`` brings
-    ``"5d"`` along).  ``None`` or ``"all"`` selects every case."""
+    ``"5d"`` along, ``"11"`` brings ``"11c"``).  ``None`` or ``"all"``
+    selects every case."""
     if spec is None or spec.strip().lower() == "all":
         return [c.id for c in CASES]
     wanted = []

@@ -48,7 +48,7 @@ DESCRIPTIONS = {
 INSTALL = "tornado+install"
 
 # The HTTP cases (httpcase.py): Tornado's server under wrk.
-HTTP_CASES = ("11",)
+HTTP_CASES = ("11", "11c")
 
 
 def label(name):
@@ -342,7 +342,7 @@ def resolve(impl, case_id):
         raise NotAvailable(why)
     if case_id in HTTP_CASES:
         from . import httpcase
-        return httpcase.resolve(impl)
+        return httpcase.resolve(impl, case_id)
 
     if impl in ("asyncio", "uvloop"):
         new_loop = _loop_factory(impl)

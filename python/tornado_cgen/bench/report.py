@@ -195,8 +195,11 @@ def format_table(doc):
     show_floor = any("floor" in c["results"] for c in doc["cases"])
     cols = impls + (["floor"] if show_floor else [])
     settings = doc["settings"]
-    lines = ["tornado-cgen bench: ns per operation, best of %d round(s)%s%s"
+    lines = ["tornado-cgen bench: ns per operation, best of %d round(s)%s%s%s"
              % (settings["rounds"],
+                " (median for case%s %s)" % (
+                    "s" if len(_median_ids(doc)) > 1 else "",
+                    ", ".join(_median_ids(doc))) if _median_ids(doc) else "",
                 " (--quick: smoke run, not a measurement)"
                 if settings["quick"] else "",
                 ", GC OFF (diagnosis)" if settings.get("gc") == "off" else "")]
@@ -245,7 +248,7 @@ def format_table(doc):
     if INSTALL in impls:
         lines.append("%s = %s: Tornado's own code (the tornado column's) "
                      "under tornado_cgen.install(); its targets are in the "
-                     "table below." % (_label(INSTALL), INSTALL))
+                     "tables below." % (_label(INSTALL), INSTALL))
     for (name, cell, reason), ids in notes.items():
         lines.append("%s %s in case%s %s: %s" % (
             name, cell, "s" if len(ids) > 1 else "", ",".join(ids), reason))
@@ -263,7 +266,14 @@ def format_table(doc):
     install = format_install_table(doc)
     if install:
         lines += [""] + install
+    http = format_http_table(doc)
+    if http:
+        lines += [""] + http
     return "\n".join(lines)
+
+
+def _median_ids(doc):
+    return [c["id"] for c in doc["cases"] if c.get("stat") == "median"]
 
 
 def _ok_value(results, name, stat):
@@ -309,4 +319,50 @@ def format_install_table(doc):
                  "ns; DESIGN wants >= 80%% in cases 1-8. Case 10: tcg runs "
                  "asyncio protocols, tornado and %s Tornado's IOStream."
                  % (lab, lab, lab))
+    return lines
+
+
+def _rps(ns):
+    return "-" if not ns else "{:,.0f}".format(1e9 / ns)
+
+
+def format_http_table(doc):
+    """Case 11 (11, 11c): requests/s, the median of the interleaved wrk
+    runs, for Tornado on asyncio, on uvloop and under install()."""
+    impls = doc["settings"]["impls"]
+    order = [n for n in ("tornado", "uvloop", INSTALL) if n in impls]
+    rows, spread, pinning = [], [], None
+    for c in doc["cases"]:
+        if c.get("stat") != "median":
+            continue
+        res = c["results"]
+        row = [c["id"], c["title"].split(", per request")[0]]
+        for name in order:
+            row.append(_rps(_ok_value(res, name, "median")))
+            r = res.get(name, {})
+            runs = r.get("runs_ns_per_op") if r.get("status") == "ok" else None
+            if runs:
+                spread.append("%s %s: %s req/s" % (
+                    c["id"], _label(name), " ".join(
+                        "{:,.0f}".format(1e9 / v) for v in runs)))
+            pinning = pinning or r.get("extra", {}).get("pinning")
+        sp = c.get("speedup_of_tornado_install", {})
+        row += [_fmt_x(sp.get("tornado")), _fmt_x(sp.get("uvloop"))]
+        row.append("; ".join(_fmt_target(t) for t in c["targets"]
+                             if t.get("subject") == INSTALL))
+        row.append(c.get("verdicts", {}).get(INSTALL, "n/a"))
+        rows.append(row)
+    if not rows:
+        return []
+    lab = _label(INSTALL)
+    head = ["#", "handler"] + ["Tornado on asyncio" if n == "tornado" else
+                               "Tornado on uvloop" if n == "uvloop" else
+                               "Tornado under install()" for n in order] + \
+        [lab + " vs asyncio", lab + " vs uvloop", "target", "verdict"]
+    lines = ["Case 11, Tornado's HTTP server under wrk: requests/s, median of "
+             "the interleaved rounds%s" % (" (%s)" % pinning if pinning
+                                           else "")]
+    lines += _grid(head, rows, set(range(2, len(head) - 2)))
+    lines.append("every run, in round order:")
+    lines += ["  " + s for s in spread]
     return lines
