@@ -86,9 +86,11 @@ def _progress(out):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
+        from .impls import label
         for c in cases_mod.CASES:
-            print("%-3s %-52s N=%-8d %s" % (c.id, c.title, c.n,
-                                            "; ".join(t.text for t in c.targets)))
+            print("%-3s %-56s N=%-8d %s" % (c.id, c.title, c.n, "; ".join(
+                ("" if t.subject == "tcg" else label(t.subject) + " ") +
+                t.text for t in c.targets)))
         return 0
     try:
         impl_names, impl_info = harness.available_impls(args.impl_names)
