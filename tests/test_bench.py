@@ -273,6 +273,11 @@ def test_companion_cases():
     assert cases.select("5") == ["5", "5d"]
     assert cases.select("11") == ["11", "11c"]
     assert cases.select("11c") == ["11c"]
+    assert cases.select("1-8") == ["1", "2", "3", "4", "5", "5d", "6", "7",
+                                   "8"]
+    assert cases.select("9-10,2") == ["2", "9", "10"]
+    with pytest.raises(ValueError):
+        cases.select("1-99")
 
 
 def test_options_cases_impl_quick_json():

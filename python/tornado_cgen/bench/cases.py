@@ -132,15 +132,21 @@ DEFAULT_CALLGRIND_CASES = ["1", "2", "6"]
 
 
 def select(spec):
-    """Case ids from a ``--cases`` value like ``"1,2,6"`` (``"5"`` brings
-    ``"5d"`` along, ``"11"`` brings ``"11c"``).  ``None`` or ``"all"``
-    selects every case."""
+    """Case ids from a ``--cases`` value like ``"1,2,6"`` or ``"1-8,11"``
+    (``"5"`` brings ``"5d"`` along, ``"11"`` brings ``"11c"``; a range
+    runs in table order).  ``None`` or ``"all"`` selects every case."""
     if spec is None or spec.strip().lower() == "all":
         return [c.id for c in CASES]
     wanted = []
+    order = [c.id for c in CASES]
     for part in spec.split(","):
         part = part.strip().lower()
         if not part:
+            continue
+        first, dash, last = part.partition("-")
+        if dash and first in BY_ID and last in BY_ID:
+            # A range in table order: "1-8" is 1, 2, 3, 4, 5, 5d, 6, 7, 8.
+            wanted += order[order.index(first):order.index(last) + 1]
             continue
         if part not in BY_ID:
             raise ValueError("unknown case %r (known: %s)"
