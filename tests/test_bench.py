@@ -24,7 +24,7 @@ INSTALLED = [name for name in impls.IMPLS if impls.installed(name)[0]]
 
 
 def test_every_case_has_a_tiny_size():
-    assert set(TINY) | {"11"} == set(cases.BY_ID)
+    assert set(TINY) | set(impls.HTTP_CASES) == set(cases.BY_ID)
 
 
 @pytest.mark.parametrize("impl", INSTALLED)
@@ -45,19 +45,165 @@ def test_case_runs_and_gives_a_number(impl, case_id):
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-@pytest.mark.parametrize("impl", [i for i in INSTALLED if i != "asyncio"])
-def test_http_case_with_wrk(impl):
-    res = worker.run_one(impl, "11", 1)
-    if "tornado" not in INSTALLED or (impl == "tcg" and res["status"] == "n/a"):
+@pytest.mark.parametrize("impl", [i for i in INSTALLED
+                                  if i not in ("asyncio", "tcg")])
+@pytest.mark.parametrize("case_id", impls.HTTP_CASES)
+def test_http_case_with_wrk(impl, case_id):
+    # The worker checked one response's body before wrk started.
+    allowed = os.sched_getaffinity(0)
+    res = worker.run_one(impl, case_id, 1)
+    assert os.sched_getaffinity(0) == allowed       # unpinned again
+    if "tornado" not in INSTALLED:
         assert res["status"] == "n/a" and res["reason"]
         return
     assert res["status"] == "ok", res.get("error")
     assert res["ns_per_op"] > 0 and res["extra"]["rps"] > 0
+    assert res["extra"]["path"] == httpcase.PATHS[case_id]
+    assert res["extra"]["pinning"]
+    assert ("install()" in res["variant"]) == (impl == impls.INSTALL)
 
 
-def test_http_asyncio_is_na():
-    res = worker.run_one("asyncio", "11", 1)
+@pytest.mark.parametrize("impl", ["asyncio", "tcg"])
+@pytest.mark.parametrize("case_id", impls.HTTP_CASES)
+def test_http_asyncio_and_tcg_are_na(impl, case_id):
+    res = worker.run_one(impl, case_id, 1)
     assert res["status"] == "n/a" and res["reason"]
+
+
+def test_http_app_answers_both_handlers():
+    # The same application the worker serves, driven by Tornado's own
+    # client on Tornado's loop, then under install().
+    pytest.importorskip("tornado")
+    import tornado_cgen
+
+    def fetch_both():
+        from tornado.httpclient import AsyncHTTPClient
+        from tornado.httpserver import HTTPServer
+        from tornado.ioloop import IOLoop
+        from tornado.netutil import bind_sockets
+
+        async def main():
+            sockets = bind_sockets(0, "127.0.0.1")
+            server = HTTPServer(httpcase.make_app())
+            server.add_sockets(sockets)
+            port = sockets[0].getsockname()[1]
+            client = AsyncHTTPClient()
+            bodies = []
+            for path in httpcase.PATHS.values():
+                r = await client.fetch("http://127.0.0.1:%d%s" % (port, path))
+                bodies.append(r.body)
+            client.close()
+            server.stop()
+            return bodies
+
+        io = IOLoop()
+        try:
+            return io.run_sync(main)
+        finally:
+            io.close()
+
+    assert fetch_both() == [httpcase.BODY] * 2
+    tornado_cgen.install()
+    try:
+        assert fetch_both() == [httpcase.BODY] * 2
+    finally:
+        tornado_cgen.uninstall()
+
+
+def test_parse_wrk_prefers_the_rate():
+    # "in 1.01s" is rounded to 10 ms; Requests/sec is not.
+    text = ("  2000 requests in 1.01s, 470.00KB read\n"
+            "Requests/sec:   1984.13\n")
+    assert httpcase.parse_wrk(text) == (2000, pytest.approx(2000 / 1984.13
+                                                            * 1e9))
+    assert httpcase.parse_wrk("  2000 requests in 1.01s, 470KB read\n") == \
+        (2000, pytest.approx(1.01e9))
+
+
+def test_cpus_for_pinning():
+    pin = httpcase.cpus()
+    if len(os.sched_getaffinity(0)) < 2 or shutil.which("taskset") is None:
+        assert pin is None
+    else:
+        server, client = pin
+        assert server != client
+        assert {server, client} <= os.sched_getaffinity(0)
+
+
+# ------------------------------------------------------- tornado+install
+
+def _tornado_is_pristine():
+    import asyncio
+    import tornado.gen
+    import tornado_cgen
+    from tornado_cgen import loop as tcg_loop
+    return (not tornado_cgen.installed() and
+            tornado.gen.coroutine.__module__ == "tornado.gen" and
+            not isinstance(asyncio.get_event_loop_policy(),
+                           tcg_loop.EventLoopPolicy))
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_install_does_not_leak_out_of_run_one():
+    assert _tornado_is_pristine()
+    res = worker.run_one(impls.INSTALL, "6", 50, warmup=False)
+    assert res["status"] == "ok", res.get("error")
+    assert "install()" in res["variant"]
+    assert _tornado_is_pristine()
+    res = worker.run_one("tornado", "6", 50, warmup=False)
+    assert res["status"] == "ok" and "install()" not in res["variant"]
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_other_impls_refuse_to_run_under_install():
+    import tornado_cgen
+    tornado_cgen.install()
+    try:
+        for impl in ("tornado", "tcg", "asyncio"):
+            res = worker.run_one(impl, "1", 10, warmup=False)
+            assert res["status"] == "n/a" and "install()" in res["reason"]
+        # Already installed: run_one leaves it so.
+        res = worker.run_one(impls.INSTALL, "1", 10, warmup=False)
+        assert res["status"] == "ok" and tornado_cgen.installed()
+    finally:
+        tornado_cgen.uninstall()
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_flavour_checks_its_setup():
+    # A tornado+install run without install() fails loudly, never
+    # measures plain Tornado under the wrong name.
+    run, variant = impls.resolve(impls.INSTALL, "1")
+    with pytest.raises(AssertionError, match="install"):
+        run(10)
+
+
+@pytest.mark.skipif(impls.INSTALL not in INSTALLED,
+                    reason="tornado+install cannot run here")
+def test_worker_process_installs_first():
+    # In a worker process install() comes before Tornado is imported, so
+    # the cases' coroutines (decorated when they run) are the C Runner's.
+    code = ("import sys\n"
+            "from tornado_cgen.bench import impls\n"
+            "assert 'tornado' not in sys.modules\n"
+            "impls.prepare_process(%r)\n"
+            "import tornado.gen, tornado_cgen\n"
+            "@tornado.gen.coroutine\n"
+            "def f():\n"
+            "    pass\n"
+            "print(tornado_cgen.installed(), type(f).__module__)\n")
+    for impl, expect in ((impls.INSTALL, "True tornado_cgen._core"),
+                         ("tornado", "False builtins")):
+        proc = subprocess.run([sys.executable, "-c", code % impl],
+                              capture_output=True, text=True,
+                              env=harness.worker_env(), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == expect.split(), (impl, proc.stdout)
+    res = harness.run_worker(impls.INSTALL, "1", 100)
+    assert res["status"] == "ok" and "install()" in res["variant"]
 
 
 def test_parse_wrk():
@@ -123,6 +269,17 @@ def test_options_defaults():
     assert a.count_case_ids == ["1", "2", "6"]
 
 
+def test_companion_cases():
+    assert cases.select("5") == ["5", "5d"]
+    assert cases.select("11") == ["11", "11c"]
+    assert cases.select("11c") == ["11c"]
+    assert cases.select("1-8") == ["1", "2", "3", "4", "5", "5d", "6", "7",
+                                   "8"]
+    assert cases.select("9-10,2") == ["2", "9", "10"]
+    with pytest.raises(ValueError):
+        cases.select("1-99")
+
+
 def test_options_cases_impl_quick_json():
     a = cli.parse_args(["--cases", "1,5,10", "--impl", "tcg, asyncio",
                         "--quick", "--json"])
@@ -170,6 +327,45 @@ def test_verdicts():
     assert report.speedups(na)["tornado"] is None
 
 
+def test_install_share_target():
+    case1 = cases.BY_ID["1"]
+    res = {"tcg": _ok(10), "asyncio": _ok(30), "tornado": _ok(600),
+           "uvloop": _ok(30), impls.INSTALL: _ok(12)}
+    (share,), verdict = report.evaluate(case1, res, impls.INSTALL)
+    # speed-ups 50x and 60x: 83% of standalone's
+    assert share["kind"] == "share" and share["reference"] == "tcg"
+    assert share["measured"] == pytest.approx(50 / 60)
+    assert share["met"] and verdict == "PASS"
+    res[impls.INSTALL] = _ok(13)      # 46x: 77%
+    assert report.evaluate(case1, res, impls.INSTALL)[1] == "MISS"
+    # The main verdict is tcg's and ignores tornado+install.
+    assert report.evaluate(case1, res)[1] == "PASS"
+    del res["tcg"]
+    targets, verdict = report.evaluate(case1, res, impls.INSTALL)
+    assert verdict == "n/a" and "tornado_cgen" in targets[0][
+        "why_not_measured"]
+    for cid in ("1", "2", "3", "4", "5", "5d", "6", "7", "8"):
+        assert [t.subject for t in cases.BY_ID[cid].targets].count(
+            impls.INSTALL) == 1
+
+
+def test_http_targets_use_the_median():
+    case11 = cases.BY_ID["11c"]
+    def runs(*ns):
+        r = _ok(min(ns))
+        r["median_ns_per_op"] = sorted(ns)[len(ns) // 2]
+        r["runs_ns_per_op"] = list(ns)
+        return r
+    res = {"tornado": runs(300, 310, 320), "uvloop": runs(270, 280, 290),
+           impls.INSTALL: runs(150, 200, 400),
+           "tcg": {"status": "n/a", "reason": "no HTTP server"}}
+    targets, verdict = report.evaluate(case11, res)
+    assert [t["subject"] for t in targets] == [impls.INSTALL] * 2
+    assert targets[0]["measured"] == pytest.approx(310 / 200)
+    assert targets[1]["measured"] == pytest.approx(280 / 200)
+    assert verdict == "PASS"
+
+
 def test_table_and_plot(tmp_path):
     doc = report.build(
         {"date": "d", "machine": {"cpu": "c", "cores": 2, "kernel": "k",
@@ -188,12 +384,62 @@ def test_table_and_plot(tmp_path):
     text = report.format_table(doc)
     assert "Runner not there yet" in text and "n/a" in text
     assert "PASS" in text                       # 11000 <= 1.2 * 9600
+    assert impls.label(impls.INSTALL) in text
     json.dumps(doc)
     pytest.importorskip("matplotlib")
     from tornado_cgen.bench import plot
     out = tmp_path / "bench.png"
     plot.plot(doc, str(out))
     assert out.stat().st_size > 0
+
+
+def _info():
+    return {"date": "d", "machine": {"cpu": "c", "cores": 2, "kernel": "k",
+                                     "arch": "a"},
+            "python": {"version": "3", "implementation": "CPython",
+                       "build": "release", "compiler": "gcc",
+                       "executable": "p"},
+            "versions": {"tornado_cgen": "0", "tornado": "6", "uvloop": "0"}}
+
+
+def test_install_and_http_tables():
+    def http(ns, runs):
+        r = _ok(min(runs))
+        r["median_ns_per_op"] = ns
+        r["runs_ns_per_op"] = runs
+        r["extra"] = {"rps": 1e9 / ns, "pinning": "server on CPU 0, wrk on "
+                      "CPU 1"}
+        return r
+    na = {"status": "n/a", "reason": "no HTTP server of its own"}
+    doc = report.build(
+        _info(), {"cases": ["1", "3", "11", "11c"], "impls": impls.IMPLS,
+                  "rounds": 3, "quick": False},
+        {},
+        {"1": {"tcg": _ok(40), "tornado": _ok(2000), "asyncio": _ok(60),
+               "uvloop": _ok(60), impls.INSTALL: _ok(45)},
+         "3": {"tcg": _ok(1000), "tornado": _ok(20000), "asyncio": _ok(9000),
+               "uvloop": _ok(4000), impls.INSTALL: _ok(2000)},
+         "11": {"tcg": na, "asyncio": na,
+                "tornado": http(200000, [210000, 200000, 190000]),
+                "uvloop": http(180000, [180000, 175000, 185000]),
+                impls.INSTALL: http(125000, [125000, 120000, 130000])},
+         "11c": {"tcg": na, "asyncio": na,
+                 "tornado": http(250000, [250000] * 3),
+                 "uvloop": http(220000, [220000] * 3),
+                 impls.INSTALL: http(200000, [200000] * 3)}})
+    by_id = {c["id"]: c for c in doc["cases"]}
+    assert by_id["1"]["verdicts"] == {"tcg": "PASS", impls.INSTALL: "PASS"}
+    assert by_id["3"]["verdicts"][impls.INSTALL] == "MISS"     # 50%
+    assert by_id["11"]["verdict"] == "PASS"         # 1.6x and 1.44x
+    assert by_id["11c"]["verdict"] == "MISS"        # 1.25x
+    assert by_id["11"]["speedup_of_tornado_install"]["uvloop"] == \
+        pytest.approx(1.44)
+    text = report.format_table(doc)
+    assert "DESIGN row T" in text and "89%" in text and "50%" in text
+    assert "Case 11" in text and "5,000" in text      # 1e9 / 200000 req/s
+    assert "server on CPU 0, wrk on CPU 1" in text
+    assert "median for cases 11, 11c" in text
+    json.dumps(doc)
 
 
 def test_plot_without_matplotlib(monkeypatch, tmp_path):

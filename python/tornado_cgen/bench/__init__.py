@@ -1,5 +1,5 @@
 """``python -m tornado_cgen bench``: tornado_cgen side by side with Tornado,
-asyncio and uvloop.
+Tornado under ``install()``, asyncio and uvloop.
 
 Running it
 ==========
@@ -11,13 +11,17 @@ Running it
     python -m tornado_cgen bench --callgrind --no-timing   # Ir/op, cases 1,2,6
     python -m tornado_cgen bench --syscalls --cases 6      # strace, syscalls/op
     python -m tornado_cgen bench --gc-off --cases 2        # diagnosis only
+    python -m tornado_cgen bench --cases 11 --rounds 7     # HTTP, wrk
 
 Implementations (columns): ``tcg`` tornado_cgen (its ``gen.coroutine`` on
 its own loop when that exists, else on asyncio's default loop; its
 ``IOLoop`` for the loop cases), ``tornado`` Tornado 6's pure-Python
-``gen.coroutine`` on its IOLoop (asyncio's loop underneath), ``asyncio``
-native ``async def`` on asyncio's default loop, ``uvloop`` the same on
-uvloop.  Those not installed are shown as n/a.  Cases 9 and 10 also get a
+``gen.coroutine`` on its IOLoop (asyncio's loop underneath),
+``tornado+install`` (column ``t+install``) the very same Tornado code with
+``tornado_cgen.install()`` called first in its worker process (Tornado's
+gen on the C Runner, its IOLoop on the C loop), ``asyncio`` native ``async
+def`` on asyncio's default loop, ``uvloop`` the same on uvloop.  Those not
+installed are shown as n/a.  Cases 9 and 10 also get a
 ``floor`` column: the same ping-pong in C (``bench/floor.py``, built with
 ``cc`` on first use), which DESIGN's targets for those cases refer to.
 
@@ -27,8 +31,10 @@ How to read the table
 * Each number is **nanoseconds per operation** (the "op" is named in the
   case title: one yield, one call level, one callback, one round trip...),
   the **best of the rounds**; the median and every run are in ``--json``.
-  Lower is better.  Case 11 is ns per HTTP request (requests/s below the
-  table and in the JSON).
+  Lower is better.  Cases 11 (hello-world) and 11c (a ``@gen.coroutine``
+  handler) are ns per HTTP request under wrk, the **median** of the rounds;
+  their own table below gives requests/s for Tornado on asyncio, on uvloop
+  and under install(), and every run.
 * **vs tornado / vs asyncio / vs uvloop** are *speed-ups of tornado_cgen*:
   that implementation's ns divided by tcg's ns, from the same run.  ``3.0x``
   means tornado_cgen does the operation in a third of the time; below
@@ -44,6 +50,12 @@ How to read the table
   traceback in the JSON: never a number.
 * Lines under the table say exactly what each column ran for each case
   (e.g. case 10: asyncio protocols vs Tornado's IOStream).
+* The **row T table** (DESIGN: cases 1-10 as Tornado code under
+  install()) puts, for each case, tcg's speed-up over Tornado beside
+  tornado+install's, and their ratio, the **share** (= tcg's ns /
+  tornado+install's ns); the target is a share of at least 80% in cases
+  1-8.  The **case 11 table** holds tornado+install's targets against
+  Tornado on asyncio and on uvloop.
 * ``--quick`` numbers are smoke-test output, not measurements.
 
 How it measures (``reference/performance-notes.md`` section 6)
@@ -51,7 +63,12 @@ How it measures (``reference/performance-notes.md`` section 6)
 
 * Every (round, case, implementation) is a fresh subprocess of the same
   interpreter (``sys.executable``); rounds interleave the implementations
-  and rotate which goes first.  Default 5 rounds; best reported.
+  and rotate which goes first.  Default 5 rounds; best reported (the
+  median for the wrk cases).  ``install()`` happens only inside
+  tornado+install's own workers; every other implementation refuses to
+  run where it is in effect.
+* Cases 11/11c: the server (the worker) is pinned to one CPU and wrk
+  (``-t1 -c10``, through ``taskset``) to another when there are two.
 * Inside the subprocess: a warm-up run of N/10, ``gc.collect()``, then N
   operations timed with ``perf_counter_ns`` inside the running loop (loop
   creation and start-up excluded), GC on.  Nothing is subtracted.
@@ -71,7 +88,11 @@ The JSON document (``--json``)
 "cases": [{"id", "title", "unit", "notes", "results": {impl: {"status":
 "ok", "best_ns_per_op", "median_ns_per_op", "runs_ns_per_op", "n", "ops",
 "variant"} | {"status": "n/a", "reason"} | {"status": "error", "error"}},
-"speedup_of_tcg": {anchor: float | null}, "targets": [{"text", "anchor",
-"kind", "factor", "measured", "met"}], "verdict"}], "callgrind"?: {case: {impl:
-{"per_op", "totals", "ops"}}}, "strace"?: ...}``
+"stat": "best" | "median", "speedup_of_tcg": {anchor: float | null},
+"speedup_of_tornado_install": {anchor: float | null}, "targets": [{"text",
+"subject", "anchor", "kind", "factor", "measured", "met", "reference"?}],
+"main_subject", "verdict", "verdicts": {subject: verdict}}], "callgrind"?:
+{case: {impl: {"per_op", "totals", "ops"}}}, "strace"?: ...}``.  A target's
+subject is tcg or tornado+install; ``verdict`` is the main subject's (the
+main table's), ``verdicts`` every subject's.
 """

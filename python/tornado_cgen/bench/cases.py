@@ -6,66 +6,96 @@ uvloop, ``genstyle.py`` for the two ``gen.coroutine`` implementations,
 harness, the report and the tests agree on them.
 
 Case ids follow the performance table of ``DESIGN.md``; ``5d`` is the dict
-form of case 5 (``--cases 5`` selects both).
+form of case 5 (``--cases 5`` selects both), ``11c`` the coroutine handler
+of case 11 (``--cases 11`` selects both).  DESIGN's row T (cases 1-10 as
+Tornado code under ``install()``) is not a case of its own: it is the
+``tornado+install`` implementation, with a "share" target in cases 1-8.
 """
 from collections import namedtuple
 
-# A target is "tcg against one anchor":
-#   kind "time"  -> tcg_ns <= factor * anchor_ns   ("<= 0.7x native await")
-#   kind "speed" -> anchor_ns >= factor * tcg_ns   (">= 30x Tornado")
+# A target is "a subject against one anchor"; the subject is tcg unless
+# said otherwise (tornado+install: Tornado's own code under install()):
+#   kind "time"  -> subject_ns <= factor * anchor_ns   ("<= 0.7x native await")
+#   kind "speed" -> anchor_ns >= factor * subject_ns   (">= 30x Tornado")
+#   kind "share" -> the subject's speed-up over the anchor is at least
+#                   factor times the reference's speed-up over it:
+#                   (anchor_ns / subject_ns) >= factor * (anchor_ns /
+#                   reference_ns), i.e. reference_ns / subject_ns >= factor
+#                   (DESIGN row T: tornado+install keeps >= 80% of tcg's
+#                   speed-up over Tornado).
 # anchor "floor" is the pure-C probe (cases 9 and 10), when it could be built.
-Target = namedtuple("Target", "anchor kind factor text")
+Target = namedtuple("Target", "anchor kind factor text subject reference",
+                    defaults=("tcg", None))
 
-Case = namedtuple("Case", "id title unit n quick_n callgrind_sizes targets notes")
+# stat: which figure of the rounds the targets and the table use: "best"
+# (the timing cases) or "median" (the wrk cases, whose runs spread widely).
+Case = namedtuple("Case", "id title unit n quick_n callgrind_sizes targets "
+                          "notes stat", defaults=("best",))
+
+INSTALL = "tornado+install"
 
 
-def _speed(anchor, factor, text):
-    return Target(anchor, "speed", factor, text)
+def _speed(anchor, factor, text, subject="tcg"):
+    return Target(anchor, "speed", factor, text, subject)
 
 
 def _time(anchor, factor, text):
     return Target(anchor, "time", factor, text)
 
 
+# DESIGN row T, for cases 1-8.
+_T = Target("tornado", "share", 0.8, ">= 80% of tcg's speed-up over Tornado",
+            INSTALL, "tcg")
+
+
 CASES = [
     Case("1", "yield an already-done future", "yield",
          500_000, 5_000, (10_000, 30_000),
          [_time("asyncio", 0.7, "<= 0.7x native await"),
-          _speed("tornado", 30, ">= 30x Tornado")],
+          _speed("tornado", 30, ">= 30x Tornado"),
+          _T],
          "the yield/await statement is unrolled 10 times per loop iteration"),
     Case("2", "nested call chain (depth 10), per level", "level",
          100_000, 1_000, (2_000, 6_000),
          [_time("asyncio", 1.0, "<= 1.0x native"),
-          _speed("tornado", 60, ">= 60x Tornado")],
+          _speed("tornado", 60, ">= 60x Tornado"),
+          _T],
          "leaf returns at once; one moment/sleep(0) per 10 top-level calls"),
     Case("3", "pending future resolved by a loop callback", "future",
          50_000, 500, (2_000, 6_000),
-         [_speed("uvloop", 3, ">= 3x uvloop native")],
+         [_speed("uvloop", 3, ">= 3x uvloop native"),
+          _T],
          "new future, set_result scheduled with add_callback/call_soon, then "
          "yielded/awaited"),
     Case("4", "yield gen.moment / await asyncio.sleep(0)", "moment",
          50_000, 500, (2_000, 6_000),
-         [_speed("uvloop", 2.5, ">= 2.5x uvloop sleep(0)")],
+         [_speed("uvloop", 2.5, ">= 2.5x uvloop sleep(0)"),
+          _T],
          ""),
     Case("5", "yield a list of 10 done futures, per future", "future",
          200_000, 2_000, (5_000, 15_000),
-         [_speed("tornado", 20, ">= 20x Tornado")],
+         [_speed("tornado", 20, ">= 20x Tornado"),
+          _T],
          "native: asyncio.gather(*futures); the same 10 done futures each time"),
     Case("5d", "yield a dict of 10 done futures, per future", "future",
          200_000, 2_000, (5_000, 15_000),
-         [_speed("tornado", 20, ">= 20x Tornado")],
+         [_speed("tornado", 20, ">= 20x Tornado"),
+          _T],
          "native: dict(zip(keys, await gather(*values)))"),
     Case("6", "callback chain, each schedules the next", "callback",
          100_000, 1_000, (5_000, 15_000),
-         [_speed("uvloop", 2.5, ">= 2.5x uvloop")],
+         [_speed("uvloop", 2.5, ">= 2.5x uvloop"),
+          _T],
          "add_callback / call_soon; one callback pending at a time"),
     Case("7", "callback batch (100 then one moment), per callback", "callback",
          200_000, 2_000, (5_000, 15_000),
-         [_speed("uvloop", 2.5, ">= 2.5x uvloop")],
+         [_speed("uvloop", 2.5, ">= 2.5x uvloop"),
+          _T],
          "a coroutine schedules 100 no-op callbacks, then yields one moment"),
     Case("8", "call_later(1.0) + cancel, batches of 100, per pair", "pair",
          200_000, 2_000, (5_000, 15_000),
-         [_speed("uvloop", 3, ">= 3x uvloop")],
+         [_speed("uvloop", 3, ">= 3x uvloop"),
+          _T],
          "call_later + remove_timeout/cancel; each batch runs in its own "
          "callback, the next batch is scheduled with add_callback/call_soon"),
     Case("9", "socketpair 1-byte ping-pong, per round trip", "round trip",
@@ -79,29 +109,48 @@ CASES = [
          "tcg), IOStream + gen.coroutine (tornado); TCP_NODELAY"),
     Case("11", "Tornado HTTP hello-world, per request (wrk)", "request",
          3, 1, None,
-         [_speed("uvloop", 1.3, ">= 1.3x Tornado on uvloop")],
+         [_speed("tornado", 1.3, ">= 1.3x Tornado on asyncio", INSTALL),
+          _speed("uvloop", 1.2, ">= 1.2x Tornado on uvloop", INSTALL)],
          "needs wrk; n is the wrk duration in seconds; wrk -t1 -c10 on "
-         "127.0.0.1; tcg = Tornado under tornado_cgen.install()"),
+         "127.0.0.1, server and wrk pinned to different cores; columns: "
+         "tornado = Tornado on asyncio's loop, uvloop = Tornado on uvloop, "
+         "tornado+install = Tornado under tornado_cgen.install()",
+         "median"),
+    Case("11c", "Tornado HTTP @gen.coroutine handler, per request (wrk)",
+         "request", 3, 1, None,
+         [_speed("tornado", 1.5, ">= 1.5x Tornado on asyncio", INSTALL),
+          _speed("uvloop", 1.35, ">= 1.35x Tornado on uvloop", INSTALL)],
+         "as 11; the handler's get() is a @gen.coroutine that yields a "
+         "sub-coroutine, a list of two and gen.sleep(0) before it writes",
+         "median"),
 ]
 
 BY_ID = {c.id: c for c in CASES}
+# "--cases 5" brings 5d, "--cases 11" brings 11c.
+COMPANIONS = {"5": ["5d"], "11": ["11c"]}
 DEFAULT_CALLGRIND_CASES = ["1", "2", "6"]
 
 
 def select(spec):
-    """Case ids from a ``--cases`` value like ``"1,2,6"`` (``"5"`` brings
-    ``"5d"`` along).  ``None`` or ``"all"`` selects every case."""
+    """Case ids from a ``--cases`` value like ``"1,2,6"`` or ``"1-8,11"``
+    (``"5"`` brings ``"5d"`` along, ``"11"`` brings ``"11c"``; a range
+    runs in table order).  ``None`` or ``"all"`` selects every case."""
     if spec is None or spec.strip().lower() == "all":
         return [c.id for c in CASES]
     wanted = []
+    order = [c.id for c in CASES]
     for part in spec.split(","):
         part = part.strip().lower()
         if not part:
+            continue
+        first, dash, last = part.partition("-")
+        if dash and first in BY_ID and last in BY_ID:
+            # A range in table order: "1-8" is 1, 2, 3, 4, 5, 5d, 6, 7, 8.
+            wanted += order[order.index(first):order.index(last) + 1]
             continue
         if part not in BY_ID:
             raise ValueError("unknown case %r (known: %s)"
                              % (part, ", ".join(BY_ID)))
         wanted.append(part)
-        if part == "5":
-            wanted.append("5d")
+        wanted += COMPANIONS.get(part, [])
     return [c.id for c in CASES if c.id in wanted]

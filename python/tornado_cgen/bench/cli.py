@@ -13,10 +13,12 @@ def build_parser():
         description="Side-by-side benchmark of tornado_cgen against Tornado's "
                     "gen.coroutine, native asyncio and uvloop (ns per op).")
     p.add_argument("--cases", metavar="LIST",
-                   help="comma-separated case ids (default: all; 5 brings 5d)")
+                   help="comma-separated case ids or ranges, e.g. 1-8,11 (default: "
+                        "all; 5 brings 5d, 11 brings 11c)")
     p.add_argument("--impl", metavar="LIST",
                    help="comma-separated implementations among "
-                        "tcg,tornado,asyncio,uvloop (default: all installed)")
+                        "tcg,tornado,tornado+install,asyncio,uvloop "
+                        "(default: all installed)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run in seconds: tiny N, one round")
     p.add_argument("--rounds", type=int, metavar="N",
@@ -85,9 +87,11 @@ def _progress(out):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
+        from .impls import label
         for c in cases_mod.CASES:
-            print("%-3s %-52s N=%-8d %s" % (c.id, c.title, c.n,
-                                            "; ".join(t.text for t in c.targets)))
+            print("%-3s %-56s N=%-8d %s" % (c.id, c.title, c.n, "; ".join(
+                ("" if t.subject == "tcg" else label(t.subject) + " ") +
+                t.text for t in c.targets)))
         return 0
     try:
         impl_names, impl_info = harness.available_impls(args.impl_names)

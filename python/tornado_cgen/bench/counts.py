@@ -127,7 +127,8 @@ def format_table(tool, counts, impl_names):
     unit = TOOLS[tool]["unit"]
     lines = ["%s per op (%s; count(N2) - count(N1) over the op difference)"
              % (unit, tool)]
-    head = ["#", "case"] + impl_names
+    from .impls import label
+    head = ["#", "case"] + [label(i) for i in impl_names]
     rows = []
     notes = {}
     for cid, results in counts.items():
@@ -139,7 +140,7 @@ def format_table(tool, counts, impl_names):
                 row.append("{:,.0f}".format(v) if abs(v) >= 100 else "%.2f" % v)
             else:
                 cell = report.status_cell(r)
-                notes.setdefault((impl, cell, report.reason_of(r)),
+                notes.setdefault((label(impl), cell, report.reason_of(r)),
                                  []).append(cid)
                 row.append(cell)
         rows.append(row)

@@ -1,4 +1,4 @@
-"""The four implementations and how each one runs each case.
+"""The implementations and how each one runs each case.
 
 ``tcg``      tornado_cgen: ``tornado_cgen.gen.coroutine`` on tornado_cgen's
              own loop when it exists, else on asyncio's default loop;
@@ -7,6 +7,14 @@
              (asyncio's default loop underneath).
 ``asyncio``  native ``async def``/``await`` on ``asyncio.new_event_loop()``.
 ``uvloop``   the same native code on ``uvloop.new_event_loop()``.
+``tornado+install``
+             the ``tornado`` code (``tornado.gen``, ``tornado.ioloop``) with
+             ``tornado_cgen.install()`` in effect: Tornado's gen.coroutine
+             on the C Runner, its IOLoop on the C loop.  The worker process
+             installs before it imports or runs anything else
+             (:func:`prepare_process`); in-process callers go through
+             :func:`environment`, which uninstalls again, so install()
+             never reaches another implementation's measurement.
 
 tornado_cgen's features are detected when a case is resolved (imports and
 ``hasattr``), so the harness works while the Runner and the loop are still
@@ -22,16 +30,30 @@ import functools
 import importlib
 
 from . import genstyle, native
-from .common import NotAvailable
+from .common import NotAvailable, check
 
-IMPLS = ["tcg", "tornado", "asyncio", "uvloop"]
+IMPLS = ["tcg", "tornado", "tornado+install", "asyncio", "uvloop"]
+
+# Column labels where the name is too wide for the table.
+LABELS = {"tornado+install": "t+install"}
 
 DESCRIPTIONS = {
     "tcg": "tornado_cgen (C Future/Runner/loop)",
     "tornado": "Tornado 6 gen.coroutine, pure Python, asyncio loop",
     "asyncio": "native async def on asyncio's default loop",
     "uvloop": "native async def on uvloop",
+    "tornado+install": "the tornado column's code under tornado_cgen.install()",
 }
+
+INSTALL = "tornado+install"
+
+# The HTTP cases (httpcase.py): Tornado's server under wrk.
+HTTP_CASES = ("11", "11c")
+
+
+def label(name):
+    """The column label of implementation ``name``."""
+    return LABELS.get(name, name)
 
 
 def installed(name):
@@ -44,6 +66,8 @@ def installed(name):
         if name == "asyncio":
             import sys
             return True, "Python %d.%d.%d" % sys.version_info[:3]
+        if name == INSTALL:
+            return _install_available()
         mod = importlib.import_module(name)
     except ImportError as e:
         return False, "not installed (%s)" % e
@@ -53,27 +77,115 @@ def installed(name):
     return True, version
 
 
+def _install_available():
+    """Whether the tornado+install implementation can run, without
+    installing anything (the harness asks in its own process)."""
+    ok, version = installed("tornado")
+    if not ok:
+        return False, version
+    import tornado
+    import tornado_cgen
+    if not hasattr(tornado_cgen, "install"):
+        return False, "tornado_cgen.install() is not there yet"
+    from tornado_cgen import _speedup
+    if tuple(tornado.version_info[:2]) < _speedup.MIN_TORNADO:
+        return False, ("install() needs Tornado >= %d.%d; %s installed"
+                       % (_speedup.MIN_TORNADO + (version,)))
+    return True, "Tornado %s under tornado_cgen %s" % (
+        version, tornado_cgen.__version__)
+
+
+def _install_in_effect():
+    try:
+        import tornado_cgen
+    except ImportError:      # pragma: no cover
+        return False
+    return bool(getattr(tornado_cgen, "installed", lambda: False)())
+
+
+def prepare_process(impl):
+    """First thing a worker process does: ``install()`` for
+    tornado+install, before Tornado is imported or any coroutine is
+    decorated (functions decorated earlier keep Tornado's Runner)."""
+    if impl == INSTALL and installed(INSTALL)[0]:
+        import tornado_cgen
+        tornado_cgen.install()
+
+
+class environment:
+    """``with environment(impl):`` -- the process state ``impl`` is
+    measured in.  tornado+install: install() for the duration (undone
+    afterwards unless it was already in effect, as in a worker process).
+    Every other implementation: refuse to run while install() is in
+    effect, since the numbers would be install()'s."""
+
+    def __init__(self, impl):
+        self.impl = impl
+        self.undo = False
+
+    def __enter__(self):
+        if self.impl == INSTALL:
+            if installed(INSTALL)[0] and not _install_in_effect():
+                import tornado_cgen
+                tornado_cgen.install()
+                self.undo = True
+        elif _install_in_effect():
+            raise NotAvailable("tornado_cgen.install() is in effect in this "
+                               "process: a %s number would be install()'s"
+                               % self.impl)
+        return self
+
+    def __exit__(self, *exc):
+        if self.undo:
+            import tornado_cgen
+            tornado_cgen.uninstall()
+        return False
+
+
 # ---------------------------------------------------------------- Tornado 6
 
 class TornadoFlavour(genstyle.Flavour):
+    """Tornado 6's own code.  ``install=True`` is the tornado+install
+    flavour: the very same calls, with install() in effect (checked on
+    every run, so a number is never labelled with the wrong setup)."""
+
     name = "tornado"
 
-    def __init__(self):
+    def __init__(self, install=False):
         from tornado import concurrent, gen, ioloop
         self.gen = gen
         self.Future = concurrent.Future
         self._IOLoop = ioloop.IOLoop
-        self.variant = "tornado.gen.coroutine on Tornado's IOLoop (asyncio)"
+        self.install = install
+        if install:
+            self.name = INSTALL
+            self.variant = ("tornado.gen.coroutine on Tornado's IOLoop under "
+                            "tornado_cgen.install() (C Runner, C loop)")
+        else:
+            self.variant = ("tornado.gen.coroutine on Tornado's IOLoop "
+                            "(asyncio)")
+
+    def check_setup(self, io):
+        """Fail loudly if install() is (not) in effect as the flavour says."""
+        from tornado_cgen import _core
+        on_c_loop = isinstance(io.asyncio_loop, _core.Loop)
+        check(on_c_loop == self.install and
+              _install_in_effect() == self.install,
+              "%s: install() in effect: %s, IOLoop on the C loop: %s"
+              % (self.name, _install_in_effect(), on_c_loop))
 
     def ioloop_class(self):
         return self._IOLoop
 
     def new_ioloop(self):
-        return self._IOLoop()
+        io = self._IOLoop()
+        self.check_setup(io)
+        return io
 
     def run(self, main):
         io = self._IOLoop()
         try:
+            self.check_setup(io)
             return io.run_sync(main)
         finally:
             io.close()
@@ -228,9 +340,9 @@ def resolve(impl, case_id):
     ok, why = installed(impl)
     if not ok:
         raise NotAvailable(why)
-    if case_id == "11":
+    if case_id in HTTP_CASES:
         from . import httpcase
-        return httpcase.resolve(impl)
+        return httpcase.resolve(impl, case_id)
 
     if impl in ("asyncio", "uvloop"):
         new_loop = _loop_factory(impl)
@@ -240,8 +352,8 @@ def resolve(impl, case_id):
             variant += ", asyncio protocols"
         return functools.partial(native.CASES[case_id], new_loop), variant
 
-    if impl == "tornado":
-        fl = TornadoFlavour()
+    if impl in ("tornado", INSTALL):
+        fl = TornadoFlavour(install=impl == INSTALL)
         if case_id == "10":
             return (functools.partial(genstyle.case_10_iostream, fl),
                     fl.variant + ", IOStream (TCPServer/TCPClient)")

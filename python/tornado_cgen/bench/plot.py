@@ -7,7 +7,7 @@ anchor is the ratio of its bar to that anchor's bar.  Cases without an
 asyncio number (11: asyncio has no HTTP server) are left out of the chart.
 """
 
-ORDER = ["tcg", "tornado", "asyncio", "uvloop", "floor"]
+ORDER = ["tcg", "tornado", "tornado+install", "asyncio", "uvloop", "floor"]
 
 
 class PlotUnavailable(Exception):

@@ -3,9 +3,12 @@
     python -m tornado_cgen.bench.worker IMPL CASE N [--no-warmup] [--gc-off]
 
 The harness starts one of these per (round, case, implementation), with the
-same interpreter (``sys.executable``).  A small warm-up run (N/10) comes
-first, then ``gc.collect()``, then the timed run of N operations with GC on
-(``--gc-off``: disabled, for diagnosis only).
+same interpreter (``sys.executable``).  For ``tornado+install`` the process
+calls ``tornado_cgen.install()`` before anything else (before Tornado is
+imported); every other implementation refuses to run with install() in
+effect.  A small warm-up run (N/10) comes first, then ``gc.collect()``, then
+the timed run of N operations with GC on (``--gc-off``: disabled, for
+diagnosis only).
 The last line of stdout is one JSON object:
 
     {"status": "ok", "ns": ..., "ops": ..., "ns_per_op": ..., "variant": ...}
@@ -22,13 +25,23 @@ from .common import NotAvailable
 
 
 def run_one(impl, case_id, n, warmup=True, gc_off=False):
-    """Run the case in this process; return the result dict."""
+    """Run the case in this process; return the result dict.  In a
+    process that is not a worker (the tests), tornado+install installs
+    for the duration of the call and uninstalls afterwards."""
+    try:
+        with impls.environment(impl):
+            return _run_one(impl, case_id, n, warmup, gc_off)
+    except NotAvailable as e:
+        return {"status": "n/a", "reason": str(e)}
+
+
+def _run_one(impl, case_id, n, warmup, gc_off):
     try:
         run, variant = impls.resolve(impl, case_id)
     except NotAvailable as e:
         return {"status": "n/a", "reason": str(e)}
     try:
-        if case_id == "11":
+        if case_id in impls.HTTP_CASES:
             warmup = False      # n is a duration; wrk runs are costly
         if warmup:
             run(max(1, n // 10))
@@ -63,6 +76,7 @@ def main(argv=None):
         print(__doc__, file=sys.stderr)
         return 2
     impl, case_id, n = args[0], args[1], int(args[2])
+    impls.prepare_process(impl)
     result = run_one(impl, case_id, n, warmup=warmup, gc_off=gc_off)
     sys.stdout.flush()
     print(json.dumps(result))
