@@ -937,6 +937,14 @@ loop_time(PyObject *self, PyObject *Py_UNUSED(ignored))
     return PyFloat_FromDouble(monotonic_now());
 }
 
+/* BaseEventLoop.get_debug() in C: asyncio.Future() asks it of its loop
+ * every time one is made (install() makes every future an asyncio one). */
+static PyObject *
+loop_get_debug(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(LOOP(self)->debug);
+}
+
 static PyObject *
 loop_create_future(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1687,6 +1695,7 @@ static PyMethodDef loop_methods[] = {
      "IOLoop.remove_timeout"},
     {"time", loop_time, METH_NOARGS, "The loop's monotonic clock."},
     {"create_future", loop_create_future, METH_NOARGS, NULL},
+    {"get_debug", loop_get_debug, METH_NOARGS, NULL},
     {"stop", loop_stop, METH_NOARGS, NULL},
     {"is_running", loop_is_running, METH_NOARGS, NULL},
     {"is_closed", loop_is_closed, METH_NOARGS, NULL},

@@ -115,6 +115,38 @@ takes_context(tcg_state *st, PyObject *op)
            PyObject_TypeCheck(op, (PyTypeObject *)st->run.AioFutureType);
 }
 
+/* fut.<method>(*args[1:]), args[0] being fut (and args[-1] writable, as
+ * PY_VECTORCALL_ARGUMENTS_OFFSET promises): asyncio's own method
+ * descriptor for an exact asyncio Future or Task, else a lookup by name. */
+static PyObject *
+fut_call(tcg_state *st, tcg_aio_method which, PyObject *const *args,
+         size_t nargs, PyObject *kwnames)
+{
+    PyObject *tp = (PyObject *)Py_TYPE(args[0]);
+    PyObject *m = tp == st->run.AioFutureType ? st->run.aio_future_methods[which]
+                : tp == st->run.AioTaskType ? st->run.aio_task_methods[which]
+                : NULL;
+    if (m != NULL) {
+        return PyObject_Vectorcall(m, args, nargs, kwnames);
+    }
+    return PyObject_VectorcallMethod(st->run.aio_names[which], args,
+                                     nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     kwnames);
+}
+
+static inline PyObject *
+fut_call0(tcg_state *st, tcg_aio_method which, PyObject *fut)
+{
+    return fut_call(st, which, &fut, 1, NULL);
+}
+
+static inline PyObject *
+fut_call1(tcg_state *st, tcg_aio_method which, PyObject *fut, PyObject *arg)
+{
+    PyObject *args[2] = {fut, arg};
+    return fut_call(st, which, args, 2, NULL);
+}
+
 /* obj.name() with no arguments. */
 static inline PyObject *
 call_method0(PyObject *obj, PyObject *name)
@@ -200,11 +232,26 @@ current_loop(tcg_state *st)
  * Our exact Future is handled through its struct; anything else (an
  * install()ed factory's asyncio.Future) through its methods. */
 
+/* factory() as Tornado's Future() would make it: asyncio.Future() takes
+ * the running loop, so when that is one of ours running in this thread
+ * (the module's one-entry cache) it is passed as loop=, which spares
+ * asyncio's own lookup (and its getpid() on 3.11); otherwise factory()
+ * asks asyncio itself, with its rules and warnings. */
+static PyObject *
+factory_future_new(tcg_state *st, PyObject *factory)
+{
+    PyObject *loop = st->c.running_loop;
+    if (loop != NULL && st->c.running_thread == PyThread_get_thread_ident()) {
+        return PyObject_Vectorcall(factory, &loop, 0, st->c.kwnames_loop);
+    }
+    return PyObject_CallNoArgs(factory);
+}
+
 static PyObject *
 result_future_new(tcg_state *st)
 {
     if (st->c.future_factory != NULL) {
-        return PyObject_CallNoArgs(st->c.future_factory);
+        return factory_future_new(st, st->c.future_factory);
     }
     return (PyObject *)tcg_future_new(st, NULL);
 }
@@ -216,7 +263,7 @@ result_future_open(tcg_state *st, PyObject *fut)
     if (tcg_Future_CheckExact(st, fut)) {
         return ((tcg_FutureObject *)fut)->status == TCG_FUT_PENDING;
     }
-    PyObject *c = call_method0(fut, st->run.str_cancelled);
+    PyObject *c = fut_call0(st, AIO_CANCELLED, fut);
     if (c == NULL) {
         return -1;
     }
@@ -234,7 +281,7 @@ result_future_hold(tcg_state *st, PyObject *fut, PyObject *runner,
         return tcg_future_add_done_callback(st, (tcg_FutureObject *)fut,
                                             runner, ctx);
     }
-    PyObject *r = call_method1(fut, st->run.str_add_done_callback, runner);
+    PyObject *r = fut_call1(st, AIO_ADD_DONE_CALLBACK, fut, runner);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -248,7 +295,7 @@ result_future_release(tcg_state *st, PyObject *fut, PyObject *runner)
         tcg_future_forget_callback((tcg_FutureObject *)fut, runner);
         return 0;
     }
-    PyObject *r = call_method1(fut, st->run.str_remove_done_callback, runner);
+    PyObject *r = fut_call1(st, AIO_REMOVE_DONE_CALLBACK, fut, runner);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -263,7 +310,7 @@ result_future_set_result(tcg_state *st, PyObject *fut, PyObject *value)
     if (tcg_Future_CheckExact(st, fut)) {
         return tcg_future_set_result(st, (tcg_FutureObject *)fut, value);
     }
-    PyObject *r = call_method1(fut, st->run.str_set_result, value);
+    PyObject *r = fut_call1(st, AIO_SET_RESULT, fut, value);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -287,7 +334,7 @@ result_future_set_exception(tcg_state *st, PyObject *fut, PyObject *exc)
     if (tcg_Future_CheckExact(st, fut)) {
         return tcg_future_set_exception(st, (tcg_FutureObject *)fut, exc);
     }
-    PyObject *r = call_method1(fut, st->run.str_set_exception, exc);
+    PyObject *r = fut_call1(st, AIO_SET_EXCEPTION, fut, exc);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -299,7 +346,7 @@ result_future_cancel(tcg_state *st, PyObject *fut)
         return tcg_future_cancel(st, (tcg_FutureObject *)fut, NULL) < 0 ? -1
                                                                         : 0;
     }
-    PyObject *r = call_method0(fut, st->run.str_cancel);
+    PyObject *r = fut_call0(st, AIO_CANCEL, fut);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
 }
@@ -316,7 +363,7 @@ future_is_done(tcg_state *st, PyObject *f)
     if (is_moment(st, f) || is_null_future(st, f)) {
         return 1;
     }
-    PyObject *d = call_method0(f, st->run.str_done);
+    PyObject *d = fut_call0(st, AIO_DONE, f);
     if (d == NULL) {
         return -1;
     }
@@ -336,7 +383,7 @@ future_get_result(tcg_state *st, PyObject *f)
     if (is_moment(st, f) || is_null_future(st, f)) {
         Py_RETURN_NONE;
     }
-    return call_method0(f, st->run.str_result);
+    return fut_call0(st, AIO_RESULT, f);
 }
 
 /* A pending concurrent.futures.Future resumes us on the loop thread: wrap
@@ -751,8 +798,8 @@ multi_wait(tcg_state *st, PyObject *futs, PyObject *keys, PyObject *quiet)
                                              (PyObject *)w, NULL);
         }
         else {
-            PyObject *res = call_method1(f, st->run.str_add_done_callback,
-                                         (PyObject *)w);
+            PyObject *res = fut_call1(st, AIO_ADD_DONE_CALLBACK, f,
+                                      (PyObject *)w);
             Py_XDECREF(res);
             r = res == NULL ? -1 : 0;
         }
@@ -1022,17 +1069,9 @@ runner_wait(tcg_state *st, RunnerObject *r, PyObject *w)
     }
     else {
         PyObject *args[3] = {w, self, ctx};
-        PyObject *res;
-        if (takes_context(st, w)) {
-            res = PyObject_VectorcallMethod(
-                st->run.str_add_done_callback, args,
-                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->c.kwnames_context);
-        }
-        else {
-            res = PyObject_VectorcallMethod(
-                st->run.str_add_done_callback, args,
-                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        }
+        PyObject *res = fut_call(st, AIO_ADD_DONE_CALLBACK, args, 2,
+                                 takes_context(st, w) ? st->c.kwnames_context
+                                                      : NULL);
         Py_XDECREF(res);
         rc = res == NULL ? -1 : 0;
     }
@@ -1191,6 +1230,20 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
             if (f->status == TCG_FUT_FINISHED && f->exception == NULL) {
                 value = Py_NewRef(f->result);
                 Py_DECREF(yielded);
+                continue;
+            }
+        }
+        /* And a done asyncio Future or Task (every future, under
+         * install()): its own done() and result(), as classify() would,
+         * without the way through it. */
+        else if (is_exact_aio_future(st, yielded)) {
+            int done = future_is_done(st, yielded);
+            if (done != 0) {
+                value = done > 0 ? future_get_result(st, yielded) : NULL;
+                Py_DECREF(yielded);
+                if (value == NULL) {
+                    exc = fetch_exc();   /* thrown in, as classify() does */
+                }
                 continue;
             }
         }
@@ -1676,7 +1729,7 @@ coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     st->stats.coroutine_calls++;
-    PyObject *fut = co->factory != NULL ? PyObject_CallNoArgs(co->factory)
+    PyObject *fut = co->factory != NULL ? factory_future_new(st, co->factory)
                                         : result_future_new(st);
     if (fut == NULL) {
         return NULL;
@@ -2023,14 +2076,25 @@ tcg_runner_exec(PyObject *m, tcg_state *st)
         return -1;
     }
     RUN_INTERN(str_throw, "throw");
-    RUN_INTERN(str_done, "done");
-    RUN_INTERN(str_result, "result");
-    RUN_INTERN(str_cancelled, "cancelled");
-    RUN_INTERN(str_cancel, "cancel");
-    RUN_INTERN(str_set_result, "set_result");
-    RUN_INTERN(str_set_exception, "set_exception");
-    RUN_INTERN(str_add_done_callback, "add_done_callback");
-    RUN_INTERN(str_remove_done_callback, "remove_done_callback");
+    static const char *const aio_names[AIO_NMETHODS] = {
+        [AIO_DONE] = "done", [AIO_RESULT] = "result",
+        [AIO_CANCELLED] = "cancelled", [AIO_CANCEL] = "cancel",
+        [AIO_SET_RESULT] = "set_result", [AIO_SET_EXCEPTION] = "set_exception",
+        [AIO_ADD_DONE_CALLBACK] = "add_done_callback",
+        [AIO_REMOVE_DONE_CALLBACK] = "remove_done_callback",
+    };
+    for (int i = 0; i < AIO_NMETHODS; i++) {
+        if ((rs->aio_names[i] = PyUnicode_InternFromString(aio_names[i])) ==
+                NULL ||
+            (rs->aio_future_methods[i] =
+                 PyObject_GetAttr(rs->AioFutureType, rs->aio_names[i])) ==
+                NULL ||
+            (rs->aio_task_methods[i] =
+                 PyObject_GetAttr(rs->AioTaskType, rs->aio_names[i])) ==
+                NULL) {
+            return -1;
+        }
+    }
     RUN_INTERN(str_value, "value");
     RUN_INTERN(str_keys, "keys");
     RUN_INTERN(str_values, "values");
@@ -2059,6 +2123,10 @@ tcg_runner_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(rs->AioFutureType);
     Py_VISIT(rs->AioTaskType);
     Py_VISIT(rs->ConcurrentFutureType);
+    for (int i = 0; i < AIO_NMETHODS; i++) {
+        Py_VISIT(rs->aio_future_methods[i]);
+        Py_VISIT(rs->aio_task_methods[i]);
+    }
     return 0;
 }
 
@@ -2085,14 +2153,11 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->AioTaskType);
     Py_CLEAR(rs->ConcurrentFutureType);
     Py_CLEAR(rs->str_throw);
-    Py_CLEAR(rs->str_done);
-    Py_CLEAR(rs->str_result);
-    Py_CLEAR(rs->str_cancelled);
-    Py_CLEAR(rs->str_cancel);
-    Py_CLEAR(rs->str_set_result);
-    Py_CLEAR(rs->str_set_exception);
-    Py_CLEAR(rs->str_add_done_callback);
-    Py_CLEAR(rs->str_remove_done_callback);
+    for (int i = 0; i < AIO_NMETHODS; i++) {
+        Py_CLEAR(rs->aio_names[i]);
+        Py_CLEAR(rs->aio_future_methods[i]);
+        Py_CLEAR(rs->aio_task_methods[i]);
+    }
     Py_CLEAR(rs->str_value);
     Py_CLEAR(rs->str_keys);
     Py_CLEAR(rs->str_values);

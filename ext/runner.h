@@ -3,6 +3,13 @@
 #ifndef TCG_RUNNER_H
 #define TCG_RUNNER_H
 
+/* The future methods the Runner calls on futures that are not ours. */
+typedef enum {
+    AIO_DONE, AIO_RESULT, AIO_CANCELLED, AIO_CANCEL, AIO_SET_RESULT,
+    AIO_SET_EXCEPTION, AIO_ADD_DONE_CALLBACK, AIO_REMOVE_DONE_CALLBACK,
+    AIO_NMETHODS
+} tcg_aio_method;
+
 typedef struct {
     PyTypeObject *RunnerType;        /* drives one suspended generator */
     PyTypeObject *CoroutineType;     /* what gen.coroutine(func) returns */
@@ -32,15 +39,14 @@ typedef struct {
     PyObject *AioTaskType;       /* asyncio.Task */
     PyObject *ConcurrentFutureType; /* concurrent.futures.Future */
 
+    /* Their names, and asyncio.Future's and asyncio.Task's own method
+     * descriptors, called directly on exact instances of the two (no
+     * attribute lookup): install() makes every future an asyncio one. */
+    PyObject *aio_names[AIO_NMETHODS];
+    PyObject *aio_future_methods[AIO_NMETHODS];
+    PyObject *aio_task_methods[AIO_NMETHODS];
+
     PyObject *str_throw;
-    PyObject *str_done;
-    PyObject *str_result;
-    PyObject *str_cancelled;
-    PyObject *str_cancel;
-    PyObject *str_set_result;
-    PyObject *str_set_exception;
-    PyObject *str_add_done_callback;
-    PyObject *str_remove_done_callback;
     PyObject *str_value;
     PyObject *str_keys;
     PyObject *str_values;
