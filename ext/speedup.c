@@ -17,6 +17,12 @@
  * delay is a plain int or float;
  * remove_timeout(handle) is handle.cancel(), done in C for our handles.
  *
+ * One more, IOLoop.current (a staticmethod around one of these): while one
+ * of our loops runs in this thread, asyncio.get_event_loop() is that loop,
+ * so the IOLoop Tornado keeps for it in IOLoop._ioloop_for_asyncio is the
+ * answer, found without asyncio's lookup (and its getpid() on 3.11).  If
+ * there is none yet, Tornado's function makes it.
+ *
  * It binds like a function (tp_descr_get, and Py_TPFLAGS_METHOD_DESCRIPTOR
  * so that io_loop.add_callback(...) makes no bound method), and reads
  * like Tornado's function to introspection: __doc__, __name__,
@@ -31,7 +37,7 @@
 #include <time.h>
 
 typedef enum {
-    TM_ADD_CALLBACK, TM_CALL_AT, TM_CALL_LATER, TM_REMOVE_TIMEOUT
+    TM_ADD_CALLBACK, TM_CALL_AT, TM_CALL_LATER, TM_REMOVE_TIMEOUT, TM_CURRENT
 } tm_kind;
 
 typedef struct {
@@ -41,6 +47,7 @@ typedef struct {
     PyObject *fallback;     /* Tornado's function */
     PyObject *ioloop_time;  /* IOLoop.time: time.time() unless overridden */
     PyObject *run_callback; /* IOLoop._run_callback: the C loop's rules */
+    PyObject *ioloop_map;   /* IOLoop._ioloop_for_asyncio */
     PyObject *call_at;      /* call_later only: the routed call_at */
     PyObject *module;       /* strong: st stays valid while we live */
     tcg_state *st;
@@ -181,6 +188,26 @@ tm_call(PyObject *self, PyObject *const *args, size_t nargsf,
     tcg_state *st = m->st;
     /* The fast path wants (io_loop, callback, ...) or (io_loop, time,
      * callback, ...), and the module alive. */
+    if (m->kind == TM_CURRENT) {
+        /* current(), current(b) or current(instance=b): found, the answer
+         * is the same whatever b is. */
+        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        PyObject *loop = st->c.running_loop;
+        if (nargs + nkw <= 1 && !st->cleared && loop != NULL &&
+            st->c.running_thread == PyThread_get_thread_ident() &&
+            PyDict_CheckExact(m->ioloop_map) &&
+            (nkw == 0 || PyUnicode_CompareWithASCIIString(
+                             PyTuple_GET_ITEM(kwnames, 0), "instance") == 0)) {
+            PyObject *io = PyDict_GetItemWithError(m->ioloop_map, loop);
+            if (io != NULL) {
+                return Py_NewRef(io);
+            }
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+        }
+        return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
+    }
     if (m->kind == TM_REMOVE_TIMEOUT) {
         /* Exactly our handles: a subclass may have its own cancel(). */
         if (nargs == 2 && kwnames == NULL && !st->cleared &&
@@ -251,6 +278,7 @@ tm_traverse(TornadoMethodObject *m, visitproc visit, void *arg)
     Py_VISIT(m->fallback);
     Py_VISIT(m->ioloop_time);
     Py_VISIT(m->run_callback);
+    Py_VISIT(m->ioloop_map);
     Py_VISIT(m->call_at);
     Py_VISIT(m->module);
     return 0;
@@ -262,6 +290,7 @@ tm_clear(TornadoMethodObject *m)
     Py_CLEAR(m->fallback);
     Py_CLEAR(m->ioloop_time);
     Py_CLEAR(m->run_callback);
+    Py_CLEAR(m->ioloop_map);
     Py_CLEAR(m->call_at);
     /* The module (and `st`) stay until dealloc. */
     return 0;
@@ -280,9 +309,10 @@ tm_dealloc(PyObject *self)
 }
 
 /* TornadoMethod(kind, fallback, ioloop_class, call_at=None): kind is
- * "add_callback", "call_at", "remove_timeout" or "call_later" (which needs
- * call_at, the routed call_at it may shortcut); ioloop_class is Tornado's
- * IOLoop, whose time and _run_callback mean "not overridden". */
+ * "add_callback", "call_at", "remove_timeout", "current" or "call_later"
+ * (which needs call_at, the routed call_at it may shortcut); ioloop_class
+ * is Tornado's IOLoop, whose time and _run_callback mean "not overridden"
+ * and whose _ioloop_for_asyncio current() reads. */
 static PyObject *
 tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -308,6 +338,9 @@ tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     else if (strcmp(kind, "remove_timeout") == 0) {
         k = TM_REMOVE_TIMEOUT;
     }
+    else if (strcmp(kind, "current") == 0) {
+        k = TM_CURRENT;
+    }
     else {
         PyErr_Format(PyExc_ValueError, "unknown TornadoMethod kind %R",
                      PyTuple_GET_ITEM(args, 0));
@@ -330,11 +363,14 @@ tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     PyObject *ioloop_time = PyObject_GetAttr(ioloop_class, st->speedup.str_time);
     PyObject *run_callback = ioloop_time == NULL ? NULL
         : PyObject_GetAttr(ioloop_class, st->speedup.str_run_callback);
-    TornadoMethodObject *m = run_callback == NULL ? NULL
+    PyObject *ioloop_map = run_callback == NULL ? NULL
+        : PyObject_GetAttr(ioloop_class, st->speedup.str_ioloop_map);
+    TornadoMethodObject *m = ioloop_map == NULL ? NULL
         : (TornadoMethodObject *)type->tp_alloc(type, 0);
     if (m == NULL) {
         Py_XDECREF(ioloop_time);
         Py_XDECREF(run_callback);
+        Py_XDECREF(ioloop_map);
         return NULL;
     }
     m->vectorcall = tm_call;
@@ -342,6 +378,7 @@ tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m->fallback = Py_NewRef(fallback);
     m->ioloop_time = ioloop_time;       /* owned */
     m->run_callback = run_callback;     /* owned */
+    m->ioloop_map = ioloop_map;         /* owned */
     m->call_at = call_at == Py_None ? NULL : Py_NewRef(call_at);
     m->module = Py_NewRef(module);
     m->st = st;
@@ -399,6 +436,7 @@ tcg_speedup_exec(PyObject *m, tcg_state *st)
     SPEEDUP_INTERN(str_time, "time");
     SPEEDUP_INTERN(str_call_at, "call_at");
     SPEEDUP_INTERN(str_run_callback, "_run_callback");
+    SPEEDUP_INTERN(str_ioloop_map, "_ioloop_for_asyncio");
     st->speedup.delegated = Py_BuildValue("(ssss)", "__doc__", "__name__",
                                           "__qualname__", "__module__");
     return st->speedup.delegated == NULL ? -1 : 0;
@@ -419,5 +457,6 @@ tcg_speedup_clear(tcg_state *st)
     Py_CLEAR(st->speedup.str_time);
     Py_CLEAR(st->speedup.str_call_at);
     Py_CLEAR(st->speedup.str_run_callback);
+    Py_CLEAR(st->speedup.str_ioloop_map);
     Py_CLEAR(st->speedup.delegated);
 }

@@ -11,6 +11,7 @@ typedef struct {
     PyObject *str_time;
     PyObject *str_call_at;
     PyObject *str_run_callback;
+    PyObject *str_ioloop_map;
     PyObject *delegated;    /* attribute names read from Tornado's function */
 } tcg_speedup_state;
 

@@ -328,3 +328,42 @@ def test_ioloop_methods_introspect_as_tornado():
     finally:
         tornado_cgen.uninstall()
     assert got == want
+
+
+@pytest.mark.parametrize("mode", ["upstream", "installed"])
+def test_ioloop_current_on_a_running_loop(mode):
+    # install() answers IOLoop.current() from C while our loop runs: the
+    # same IOLoop as Tornado's lookup, None with instance=False before one
+    # exists, one made (AsyncIOMainLoop) otherwise, and a fresh one per
+    # asyncio loop.
+    import asyncio
+    import tornado_cgen
+    if mode == "installed":
+        tornado_cgen.install()
+    try:
+        from tornado.ioloop import IOLoop
+        from tornado.platform.asyncio import AsyncIOMainLoop
+
+        async def main():
+            first = IOLoop.current(instance=False)
+            made = IOLoop.current()
+            again = [IOLoop.current(), IOLoop.current(True),
+                     IOLoop.current(instance=False), IOLoop.instance()]
+            return first, made, again, asyncio.get_running_loop()
+
+        for _ in range(2):
+            first, made, again, aloop = asyncio.run(main())
+            assert first is None
+            assert type(made) is AsyncIOMainLoop
+            assert made.asyncio_loop is aloop
+            assert all(io is made for io in again)
+            assert (type(aloop).__module__ == "tornado_cgen.loop") == (
+                mode == "installed")
+        with pytest.raises(TypeError):
+            asyncio.run(_call(IOLoop.current, bogus=1))
+    finally:
+        tornado_cgen.uninstall()
+
+
+async def _call(fn, **kwargs):
+    return fn(**kwargs)

@@ -16,7 +16,8 @@ code, keeping every object and rule a Tornado program can observe:
   ``call_later``/``add_timeout`` and ``remove_timeout`` of every
   ``BaseAsyncIOLoop`` whose asyncio loop is ours go straight to the C loop,
   with Tornado's ``_run_callback`` rules (logging, ``CancelledError``,
-  awaiting a returned coroutine) kept;
+  awaiting a returned coroutine) kept, and ``IOLoop.current()`` answers
+  from C while our loop runs;
 * IOStream: plain socket reads skip Tornado's zeroed 64 KiB chunk.
 
 Functions decorated with ``tornado.gen.coroutine`` before ``install()``
@@ -116,7 +117,8 @@ def _tornado_function(c_function, original):
 
 def _patch_ioloop(saved, base, IOLoop):
     """Route BaseAsyncIOLoop.add_callback/call_at/remove_timeout and
-    IOLoop.call_later (hence add_timeout, spawn_callback) to the C loop:
+    IOLoop.call_later (hence add_timeout, spawn_callback) to the C loop, and
+    answer IOLoop.current() from C while our loop runs:
     _core.TornadoMethod descriptors (ext/speedup.c) that take the C path
     when the IOLoop's asyncio_loop is ours and call Tornado's function
     otherwise (or on an IOLoop class with its own _run_callback).
@@ -130,6 +132,9 @@ def _patch_ioloop(saved, base, IOLoop):
            TM("remove_timeout", base.remove_timeout, IOLoop))
     _patch(saved, IOLoop, "call_later",
            TM("call_later", IOLoop.call_later, IOLoop, call_at))
+    # A staticmethod, as Tornado's.
+    _patch(saved, IOLoop, "current",
+           staticmethod(TM("current", IOLoop.current, IOLoop)))
 
 
 # ---- IOStream ------------------------------------------------------------------
