@@ -7,6 +7,7 @@
  * part's own types and objects are made by its tcg_<part>_exec().
  */
 #include "tcg.h"
+#include <stddef.h>   /* offsetof */
 
 #ifdef TCG_DEBUG
 void
@@ -418,24 +419,35 @@ module_stats(PyObject *m, PyObject *Py_UNUSED(ignored))
                          "loop_iterations", s->loop_iterations);
 }
 
+/* What the two setters below share: store `value` (a callable, or None
+ * for NULL) in the common state's field at `offset`.  Not into a cleared
+ * state, whose fields must stay NULL. */
+static PyObject *
+set_common_callable(PyObject *m, size_t offset, PyObject *value,
+                    const char *what)
+{
+    tcg_state *st = tcg_state_if_live(m);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    if (value != Py_None && !PyCallable_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "the %s must be callable", what);
+        return NULL;
+    }
+    PyObject **field = (PyObject **)((char *)&st->c + offset);
+    Py_XSETREF(*field, value == Py_None ? NULL : Py_NewRef(value));
+    Py_RETURN_NONE;
+}
+
 /* _set_future_factory(factory): install() makes coroutines, multi() and
  * our loops' create_future() hand out factory() / factory(loop=loop)
  * futures (asyncio.Future); None restores our Future. */
 static PyObject *
 module_set_future_factory(PyObject *m, PyObject *factory)
 {
-    tcg_state *st = tcg_state_if_live(m);
-    if (st == NULL) {
-        tcg_state_gone();   /* a cleared state's fields stay NULL */
-        return NULL;
-    }
-    if (factory != Py_None && !PyCallable_Check(factory)) {
-        PyErr_SetString(PyExc_TypeError, "the future factory must be callable");
-        return NULL;
-    }
-    Py_XSETREF(st->c.future_factory,
-               factory == Py_None ? NULL : Py_NewRef(factory));
-    Py_RETURN_NONE;
+    return set_common_callable(m, offsetof(tcg_common_state, future_factory),
+                               factory, "future factory");
 }
 
 /* _set_log_hook(hook): install() makes the C code's log calls go through
@@ -443,17 +455,8 @@ module_set_future_factory(PyObject *m, PyObject *factory)
 static PyObject *
 module_set_log_hook(PyObject *m, PyObject *hook)
 {
-    tcg_state *st = tcg_state_if_live(m);
-    if (st == NULL) {
-        tcg_state_gone();   /* a cleared state's fields stay NULL */
-        return NULL;
-    }
-    if (hook != Py_None && !PyCallable_Check(hook)) {
-        PyErr_SetString(PyExc_TypeError, "the log hook must be callable");
-        return NULL;
-    }
-    Py_XSETREF(st->c.log_hook, hook == Py_None ? NULL : Py_NewRef(hook));
-    Py_RETURN_NONE;
+    return set_common_callable(m, offsetof(tcg_common_state, log_hook), hook,
+                               "log hook");
 }
 
 static PyMethodDef module_methods[] = {
