@@ -126,8 +126,13 @@ class environment:
     def __enter__(self):
         if self.impl == INSTALL:
             if installed(INSTALL)[0] and not _install_in_effect():
+                import asyncio
                 import tornado_cgen
                 tornado_cgen.install()
+                # The new policy has no loop set for this thread: say so,
+                # as the process had said to the old one, or Tornado's
+                # IOLoop() asking get_event_loop() warns on 3.12+.
+                asyncio.set_event_loop(None)
                 self.undo = True
         elif _install_in_effect():
             raise NotAvailable("tornado_cgen.install() is in effect in this "
