@@ -478,3 +478,16 @@ def test_plugin_module_does_not_import_tornado():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_tornado_cgen_option_without_tornado(pytester):
+    pytester.makepyfile(blocktornado='''
+        import sys
+        sys.modules["tornado"] = None
+    ''')
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    pytester.syspathinsert()
+    result = run_subprocess(pytester, "-p", "blocktornado", "--tornado-cgen")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --tornado-cgen: tornado_cgen.install() needs Tornado >= 6.2*"])

@@ -81,7 +81,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # The earliest point a plugin gets: before conftest files are imported
     # (their @gen.coroutine decorations run at import).
     if _wants_install(early_config, early_config.known_args_namespace):
-        install()
+        _install()
 
 
 def pytest_configure(config):
@@ -91,7 +91,14 @@ def pytest_configure(config):
         "fixture (tornado-cgen)")
     # Loaded from a conftest or with -p: the hook above did not run for us.
     if _wants_install(config, config.option) and not installed():
+        _install()
+
+
+def _install():
+    try:
         install()
+    except ImportError as e:      # no Tornado, or one older than 6.2
+        raise pytest.UsageError("--tornado-cgen: %s" % e) from None
 
 
 def pytest_report_header(config):
