@@ -22,6 +22,10 @@ asyncio face, with asyncio's rules for every method.
 default loop, uvloop, a plain tornado_cgen loop) returns a Tornado-style
 wrapper, one per asyncio loop, as Tornado's ``AsyncIOMainLoop`` does; on a
 plain tornado_cgen loop the wrapper still uses the C paths.
+
+PYTEST_DONT_REWRITE: the ``assert`` statements here are Tornado's
+semantics (an AssertionError with no message); pytest would rewrite
+them in every module of a distribution that registers a plugin.
 """
 import asyncio
 import datetime

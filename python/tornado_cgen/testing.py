@@ -23,6 +23,10 @@ reported against the test that caused it:
 
 The pytest plugin (``tornado_cgen.pytest_plugin``) is built on the same
 pieces.
+
+PYTEST_DONT_REWRITE: the ``assert`` statements here are Tornado's
+semantics (an AssertionError with no message); pytest would rewrite
+them in every module of a distribution that registers a plugin.
 """
 import asyncio
 import functools
