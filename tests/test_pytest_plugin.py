@@ -313,12 +313,20 @@ def test_pytest_tornado_fixtures(pytester):
             assert response.body == b"https"
 
 
+        @pytest.mark.gen_test
+        def test_tornado_gen_without_install(io_loop):
+            # Tornado's own moment and Return, on our Runner.
+            import tornado.gen
+            yield tornado.gen.moment
+            raise tornado.gen.Return()
+
+
         def test_no_app(request):
             with pytest.raises(pytest.FixtureLookupError):
                 request.getfixturevalue("nonexistent_app_fixture")
     ''')
     result = run_inline(pytester)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     pytester.makeconftest('''
         import pytest, tornado.web
 
@@ -491,3 +499,36 @@ def test_tornado_cgen_option_without_tornado(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
         "ERROR: --tornado-cgen: tornado_cgen.install() needs Tornado >= 6.2*"])
+
+
+def test_pytest_tornado_alongside_is_a_usage_error(pytester):
+    # A stand-in for pytest-tornado: the same options, loaded as a plugin.
+    pytester.makepyfile(pytest_tornado='''
+        def pytest_addoption(parser):
+            parser.addoption("--async-test-timeout", type=float)
+            parser.addoption("--app-fixture", default="app")
+            parser.addoption("--ssl-options-fixture", default="ssl_options")
+    ''')
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = run_subprocess(pytester, "-p", "pytest_tornado")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: pytest-tornado is loaded as well as tornado-cgen's plugin, "
+        "which replaces it*-p no:tornado"])
+
+
+@pytest.mark.skipif(not HAVE_PYTEST_ASYNCIO, reason="needs pytest-asyncio")
+def test_pytest_asyncio_auto_mode_is_a_usage_error(pytester):
+    pytester.makepyfile(test_x='''
+        import pytest
+
+        @pytest.mark.gen_test
+        async def test_x():
+            pass
+    ''')
+    result = run_subprocess(pytester, "--asyncio-mode=auto",
+                            asyncio_plugin=True)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: test_x.py::test_x: an async def gen_test test needs "
+        "pytest-asyncio in strict mode*"])

@@ -153,6 +153,43 @@ def test_gen_test_timeout_shows_generator_coroutine_stack():
     assert "yield gen.sleep(30)" in tb
 
 
+def test_gen_test_is_not_a_test(lib):
+    assert lib.testing.gen_test.__test__ is False
+
+
+def test_gen_test_timeout_zero_times_out_at_once(lib):
+    class T(lib.testing.AsyncTestCase):
+        @lib.testing.gen_test(timeout=0)
+        async def test_it(self):
+            await asyncio.sleep(0.05)
+
+    result = run_test(T("test_it"))
+    assert outcome(result) == "error"
+    assert "timed out after 0 seconds" in text(result)
+
+
+def test_standalone_generator_tests_take_tornados_gen():
+    # Without install(), a generator test written against Tornado's gen
+    # (its moment, Return) runs on our Runner as it would on Tornado's.
+    tgen = pytest.importorskip("tornado.gen")
+    from tornado_cgen.testing import AsyncTestCase, gen_test
+
+    class T(AsyncTestCase):
+        @gen_test
+        def test_moment(self):
+            yield tgen.moment
+            yield tgen.sleep(0)
+
+        @gen_test
+        def test_return(self):
+            yield tgen.moment
+            raise tgen.Return()
+
+    for name in ("test_moment", "test_return"):
+        result = run_test(T(name))
+        assert outcome(result) == "pass", text(result)
+
+
 def test_timeout_cancels_the_test_coroutine(lib):
     unwound = []
 
@@ -238,6 +275,42 @@ def test_each_test_gets_a_fresh_current_loop_closed_after(lib):
     if lib.name == "tcg-installed":
         import tornado.ioloop
         assert isinstance(a, tornado.ioloop.IOLoop)
+
+
+def test_get_new_ioloop_override_is_deprecated_and_not_owned(lib):
+    # A shared loop handed out by an override of get_new_ioloop is the
+    # test's to use, not to close (Tornado: _NON_OWNED_IOLOOPS).
+    shared = asyncio.new_event_loop()
+    if lib.name == "tcg":
+        from tornado_cgen.ioloop import IOLoop
+    else:
+        from tornado.ioloop import IOLoop
+    seen = []
+
+    class T(lib.testing.AsyncTestCase):
+        def get_new_ioloop(self):
+            asyncio.set_event_loop(shared)
+            return IOLoop.current()
+
+        def test_a(self):
+            seen.append(self.io_loop)
+
+        test_b = test_a
+
+    try:
+        case = T("test_a")
+        with pytest.warns(DeprecationWarning, match="get_new_ioloop is "
+                          "deprecated"):
+            case.setUp()
+        case.tearDown()
+        case.doCleanups()
+        for name in ("test_a", "test_b"):
+            assert outcome(run_test(T(name))) == "pass"
+        assert seen[0] is seen[1]
+        assert not shared.is_closed()
+    finally:
+        asyncio.set_event_loop(None)
+        shared.close()
 
 
 def test_handler_fds_closed_with_the_loop(lib):
@@ -335,6 +408,21 @@ def test_logged_exception_fails_the_test():
     assert "ZeroDivisionError" in text(result)
     assert outcome(run_test(T("test_expected"))) == "pass"
     assert outcome(run_test(T("test_error_without_traceback"))) == "pass"
+
+
+def test_cancellation_logged_by_the_harness_is_not_a_failure():
+    # Tornado <= 6.5 logs the CancelledError of a handler task that
+    # tearDown cancels; that is the harness's doing, not the test's.
+    from tornado_cgen.testing import AsyncTestCase
+
+    class T(AsyncTestCase):
+        def test_it(self):
+            try:
+                raise asyncio.CancelledError()
+            except asyncio.CancelledError:
+                logging.getLogger("asyncio").exception("cancelled")
+
+    assert outcome(run_test(T("test_it"))) == "pass"
 
 
 def test_lost_future_exception_fails_that_test():
@@ -507,6 +595,8 @@ def test_http_test_cases_need_tornado():
         sys.modules["tornado"] = None          # as if not installed
         from tornado_cgen import testing
         assert testing.AsyncTestCase and testing.gen_test
+        from tornado_cgen.testing import *      # __all__ without HTTP
+        assert "AsyncHTTPTestCase" not in testing.__all__
         try:
             from tornado_cgen.testing import AsyncHTTPTestCase
         except ImportError as e:

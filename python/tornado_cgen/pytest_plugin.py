@@ -30,6 +30,7 @@ ini file turns that off.
 import asyncio
 import functools
 import gc
+import importlib.util
 import inspect
 
 import pytest
@@ -40,13 +41,30 @@ from ._speedup import install, installed
 _LOGGED = pytest.StashKey()
 
 
-def pytest_addoption(parser):
+def _pytest_tornado(pluginmanager):
+    """Whether pytest-tornado, which this plugin replaces, will load too."""
+    return (not pluginmanager.is_blocked("tornado")
+            and importlib.util.find_spec("pytest_tornado") is not None)
+
+
+def pytest_addoption(parser, pluginmanager):
     group = parser.getgroup("tornado-cgen")
     group.addoption(
         "--tornado-cgen", action="store_true", default=False,
         dest="tornado_cgen",
         help="call tornado_cgen.install() before collection, so Tornado "
              "code under test runs on tornado-cgen's C Runner and loop")
+    parser.addini(
+        "tornado_cgen", type="bool", default=False,
+        help="call tornado_cgen.install() before collection "
+             "(as --tornado-cgen)")
+    parser.addini(
+        "tornado_cgen_fail_on_logged_exceptions", type="bool", default=True,
+        help="fail a test that uses io_loop when an exception is logged "
+             "during it outside ExpectLog (default: true)")
+    if _pytest_tornado(pluginmanager):
+        # It defines the same options; pytest_configure says what to do.
+        return
     group.addoption(
         "--async-test-timeout", type=float, default=None,
         dest="async_test_timeout",
@@ -61,14 +79,6 @@ def pytest_addoption(parser):
         dest="ssl_options_fixture",
         help="the fixture that returns https_server's ssl_options "
              "(default: ssl_options)")
-    parser.addini(
-        "tornado_cgen", type="bool", default=False,
-        help="call tornado_cgen.install() before collection "
-             "(as --tornado-cgen)")
-    parser.addini(
-        "tornado_cgen_fail_on_logged_exceptions", type="bool", default=True,
-        help="fail a test that uses io_loop when an exception is logged "
-             "during it outside ExpectLog (default: true)")
 
 
 def _wants_install(config, options):
@@ -85,6 +95,12 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 
 def pytest_configure(config):
+    if (config.pluginmanager.has_plugin("tornado")
+            or config.pluginmanager.has_plugin("pytest_tornado")):
+        raise pytest.UsageError(
+            "pytest-tornado is loaded as well as tornado-cgen's plugin, which "
+            "replaces it (the same fixtures, marker and options): uninstall "
+            "pytest-tornado, or run with -p no:tornado")
     config.addinivalue_line(
         "markers",
         "gen_test(timeout=None): run the test as a coroutine on the io_loop "
@@ -130,13 +146,28 @@ def pytest_pycollect_makeitem(collector, name, obj):
     return None
 
 
+def pytest_collection_modifyitems(config, items):
+    if not _asyncio_mode_auto(config):
+        return
+    for item in items:
+        if (item.get_closest_marker("gen_test") is not None
+                and inspect.iscoroutinefunction(getattr(item, "obj", None))):
+            raise pytest.UsageError(
+                "%s: an async def gen_test test needs pytest-asyncio in "
+                "strict mode (asyncio_mode = strict); in auto mode "
+                "pytest-asyncio runs every async def test itself"
+                % item.nodeid)
+
+
 def _asyncio_mode_auto(config):
     if not config.pluginmanager.has_plugin("asyncio"):
         return False
     try:
-        return config.getini("asyncio_mode") == "auto"
+        mode = config.getoption("asyncio_mode", None) or \
+            config.getini("asyncio_mode")
     except ValueError:
         return False
+    return str(mode).lower().endswith("auto")
 
 
 def _is_our_async_fixture(fixturedef, config):
@@ -182,7 +213,8 @@ def pytest_pyfunc_call(pyfuncitem):
          _timeout(pyfuncitem.config, marker), pyfuncitem.name)
     logged = pyfuncitem.stash.get(_LOGGED, None)
     if logged is not None:
-        gc.collect()
+        # What was logged so far fails the test itself; the collector runs
+        # once, at io_loop's teardown, for what is only lost then.
         _fail_if_logged(logged)
     return True
 
@@ -271,18 +303,19 @@ def _run_on_io_loop(func, fixturedef, request):
 def io_loop(request):
     """A fresh IOLoop on a new C loop, asyncio's loop for the test, closed
     (with its handlers' fds) after it."""
-    logged = testing._LoggedExceptions().start()
     fail_on_logged = request.config.getini(
         "tornado_cgen_fail_on_logged_exceptions")
-    if fail_on_logged:
-        request.node.stash[_LOGGED] = logged
+    logged = testing._LoggedExceptions()
     loop = testing.new_io_loop()
-    asyncio.set_event_loop(loop.asyncio_loop)
     try:
+        logged.start()
+        if fail_on_logged:
+            request.node.stash[_LOGGED] = logged
+        asyncio.set_event_loop(loop.asyncio_loop)
         yield loop
+        failed = testing._cancel_pending_tasks(loop)
     finally:
         try:
-            failed = testing._cancel_pending_tasks(loop)
             asyncio.set_event_loop(None)
             testing.close_io_loop(loop)
             gc.collect()
