@@ -358,7 +358,12 @@ def test_probe(io_loop):
 
 
 def _copy_examples(pytester):
-    pytest.importorskip("tornado")
+    tornado = pytest.importorskip("tornado")
+    if tornado.version_info < (6, 3):
+        # Not ours: pytest >= 8 cannot collect Tornado 6.2's AsyncTestCase
+        # subclasses (its __init__ wraps the method pytest names runTest).
+        pytest.skip("Tornado %s's test cases predate this pytest"
+                    % tornado.version)
     for path in EXAMPLES.glob("*.py"):
         name = path.name
         if name.startswith("suite_"):
