@@ -359,6 +359,32 @@ def test_pending_tasks_are_cancelled_in_teardown(lib):
     assert unwound == [True]
 
 
+def test_a_task_that_ignores_cancellation_does_not_hang_teardown(
+        monkeypatch):
+    from tornado_cgen.testing import AsyncTestCase, gen_test
+    monkeypatch.setenv("ASYNC_TEST_TIMEOUT", "0.2")
+    release = []
+
+    class T(AsyncTestCase):
+        @gen_test
+        async def test_it(self):
+            async def stubborn():
+                while not release:
+                    try:
+                        await asyncio.sleep(30)
+                    except asyncio.CancelledError:
+                        pass
+            self.task = asyncio.ensure_future(stubborn())
+            await asyncio.sleep(0)
+
+    case = T("test_it")
+    result = run_test(case)
+    release.append(True)
+    assert outcome(result) == "error"
+    assert "1 task(s) the test left pending did not finish within 0.2 " \
+        "seconds of being cancelled" in text(result)
+
+
 def test_stop_and_wait(lib):
     got = []
 

@@ -214,11 +214,20 @@ def _cancel_pending_tasks(io_loop):
         return None
     for task in tasks:
         task.cancel()
+    timeout = get_async_test_timeout()
 
     async def settle():
-        await asyncio.wait(tasks)
+        # Bounded: a task that swallows its cancellation must not hang the
+        # run (Tornado waits for ever).
+        return (await asyncio.wait(tasks, timeout=timeout))[1]
 
-    io_loop.run_sync(settle)
+    pending = io_loop.run_sync(settle)
+    if pending:
+        return RuntimeError(
+            "%d task(s) the test left pending did not finish within %s "
+            "seconds of being cancelled: %s" % (
+                len(pending), timeout,
+                ", ".join(sorted(repr(t) for t in pending))))
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             return task.exception()
