@@ -128,7 +128,9 @@ def pytest_report_header(config):
 def _timeout(config, marker=None):
     if marker is not None and "timeout" in marker.kwargs:
         return marker.kwargs["timeout"]
-    value = config.getoption("async_test_timeout")
+    # (The options may be pytest-tornado's, not defined by us: the
+    # defaults then stand in.)
+    value = config.getoption("async_test_timeout", None)
     return testing.get_async_test_timeout() if value is None else value
 
 
@@ -359,7 +361,8 @@ def base_url(request):
 
 def _server(request, io_loop, sock, **options):
     from tornado.httpserver import HTTPServer
-    app = request.getfixturevalue(request.config.getoption("app_fixture"))
+    app = request.getfixturevalue(
+        request.config.getoption("app_fixture", "app"))
     server = HTTPServer(app, **options)
     server.add_socket(sock)
 
@@ -383,7 +386,7 @@ def https_server(request, io_loop, _unused_port):
     """Tornado's HTTPServer serving the ``app`` fixture over TLS on
     ``https_port``, with the ``ssl_options`` fixture."""
     ssl_options = request.getfixturevalue(
-        request.config.getoption("ssl_options_fixture"))
+        request.config.getoption("ssl_options_fixture", "ssl_options"))
     return _server(request, io_loop, _unused_port[0],
                    ssl_options=ssl_options)
 
