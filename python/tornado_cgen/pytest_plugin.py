@@ -36,6 +36,7 @@ import inspect
 import pytest
 
 from . import __version__, ioloop, testing
+from . import loop as _loop
 from ._speedup import install, installed
 
 _LOGGED = pytest.StashKey()
@@ -308,6 +309,9 @@ def io_loop(request):
     fail_on_logged = request.config.getini(
         "tornado_cgen_fail_on_logged_exceptions")
     logged = testing._LoggedExceptions()
+    # The thread's loop before the test (another plugin's, say), put back
+    # after it rather than dropped.
+    previous = _loop._current_loop(running=False)
     loop = testing.new_io_loop()
     try:
         logged.start()
@@ -318,7 +322,9 @@ def io_loop(request):
         failed = testing._cancel_pending_tasks(loop)
     finally:
         try:
-            asyncio.set_event_loop(None)
+            if previous is not None and previous.is_closed():
+                previous = None
+            asyncio.set_event_loop(previous)
             testing.close_io_loop(loop)
             gc.collect()
         finally:
