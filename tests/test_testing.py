@@ -611,6 +611,25 @@ def test_http_test_case(lib):
         assert calls and all(m.startswith("tornado_cgen.") for m in calls)
 
 
+def test_http_test_case_without_get_app(lib):
+    pytest.importorskip("tornado.web")
+
+    class NoApp(lib.testing.AsyncHTTPTestCase):
+        def test_it(self):
+            pass
+
+    case = NoApp("test_it")
+    result = run_test(case)
+    assert outcome(result) == "error"
+    assert "NotImplementedError" in text(result)
+    if lib.ours:
+        assert "NoApp must override get_app()" in text(result)
+        # No tearDown ran, yet nothing is left open or set.
+        assert case.io_loop.asyncio_loop.is_closed()
+        from tornado_cgen.loop import _current_loop
+        assert _current_loop(running=False) is None
+
+
 def test_https_test_case(lib):
     web = pytest.importorskip("tornado.web")
 

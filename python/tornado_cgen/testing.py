@@ -437,6 +437,14 @@ class AsyncTestCase(unittest.TestCase):
             warnings.warn("get_new_ioloop is deprecated", DeprecationWarning)
         self.io_loop = self.get_new_ioloop()
         asyncio.set_event_loop(self.io_loop.asyncio_loop)
+        self.addCleanup(self.__close_if_left)
+
+    def __close_if_left(self):
+        # A setUp that failed after this point gets no tearDown: the loop
+        # is not left open and set for the tests after it.
+        if not self.io_loop.asyncio_loop.is_closed() and _owned(self.io_loop):
+            asyncio.set_event_loop(None)
+            close_io_loop(self.io_loop)
 
     def tearDown(self):
         failed = _cancel_pending_tasks(self.io_loop)
@@ -554,6 +562,7 @@ def _http_test_cases():
         def setUp(self):
             super().setUp()
             sock, port = bind_unused_port()
+            self.addCleanup(sock.close)      # the server's once it listens
             self.__port = port
             self.http_client = self.get_http_client()
             self._app = self.get_app()
@@ -567,9 +576,14 @@ def _http_test_cases():
             return HTTPServer(self._app, **self.get_httpserver_options())
 
         def get_app(self):
-            """Return the application (or ``HTTPServer`` callback) to test;
-            subclasses must override it."""
-            raise NotImplementedError()
+            """Return the application (or ``HTTPServer`` callback) to test.
+
+            Abstract, as in Tornado: a subclass that does not override it
+            fails in setUp with NotImplementedError (the type Tornado
+            raises), here with a message that says what is missing."""
+            raise NotImplementedError(
+                "%s must override get_app() to return the application to "
+                "test" % type(self).__name__)
 
         def fetch(self, path, raise_error=False, **kwargs):
             """Fetch ``path`` from the test server (a whole URL as is) and
