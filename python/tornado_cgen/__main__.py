@@ -3,6 +3,9 @@
 Commands:
     bench                 side-by-side benchmark
                           (python -m tornado_cgen bench --help)
+    check [--soak]        the reliability figures: leaks, sanitizers,
+                          threads, faults, ... (python -m tornado_cgen
+                          check --help)
     run app.py [args]     run a program under tornado_cgen.install(): an
     run -m module [args]  installed Tornado on the C Runner and loop, with
                           no change to the program
@@ -37,6 +40,9 @@ def main(argv=None):
         return bench_main(rest)
     if command == "run":
         return run(rest)
+    if command == "check":
+        from .check import main as check_main
+        return check_main(rest)
     print("unknown command %r\n\n%s" % (command, __doc__.strip()),
           file=sys.stderr)
     return 2
