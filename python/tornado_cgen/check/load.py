@@ -161,12 +161,15 @@ def _stdin_closed(loop, stop):
 
 
 def _ready(port, kind, loop):
+    import tornado_cgen
     from tornado_cgen import _core
-    print("READY %d %s %s" % (port, kind, type(loop).__module__ + "." +
-                              type(loop).__qualname__ +
-                              (" (C loop)" if isinstance(loop, _core.Loop)
-                               else " (NOT tornado_cgen's loop)")),
-          flush=True)
+    what = "%s.%s (%s)" % (type(loop).__module__, type(loop).__qualname__,
+                           "C loop" if isinstance(loop, _core.Loop) else
+                           "NOT tornado_cgen's loop")
+    if kind == "tornado":
+        what += ", install() %s" % ("on" if tornado_cgen.installed() else
+                                    "OFF")
+    print("READY %d %s %s" % (port, kind, what), flush=True)
 
 
 def serve_echo():
@@ -179,9 +182,9 @@ def serve_echo():
              "unexpected_first": []}
     writers = set()
     # Faults to show that the figures can fail (by hand, not in the check):
-    # leak (64 KiB kept per 100 requests), noclose (connections ended by
+    # leak (64 KiB kept per 10 requests), noclose (connections ended by
     # the client are never closed), badbody (every 1000th body is wrong),
-    # crash (exit after 20,000 requests).
+    # crash (exit after 5,000 requests).
     fault = os.environ.get("TCG_LOAD_FAULT", "")
     kept = []
 
@@ -204,11 +207,11 @@ def serve_echo():
                 except ConnectionError:
                     break
                 stats["requests"] += 1
-                if fault == "leak" and stats["requests"] % 100 == 0:
+                if fault == "leak" and stats["requests"] % 10 == 0:
                     kept.append(bytearray(65536))
                 elif fault == "badbody" and stats["requests"] % 1000 == 0:
                     head = head.replace(b"GET", b"PUT")
-                elif fault == "crash" and stats["requests"] == 20000:
+                elif fault == "crash" and stats["requests"] == 5000:
                     os._exit(3)
                 lower = head.lower()
                 first = head.split(b"\r\n", 1)[0]
@@ -228,15 +231,14 @@ def serve_echo():
             unexpected(e)
         finally:
             writers.discard(writer)
-            if writer in kept:
-                return
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except ConnectionError:
-                pass
-            except Exception as e:  # pragma: no cover
-                unexpected(e)
+            if writer not in kept:
+                writer.close()
+                try:
+                    await writer.wait_closed()
+                except ConnectionError:
+                    pass
+                except Exception as e:  # pragma: no cover
+                    unexpected(e)
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -286,7 +288,6 @@ def serve_tornado():
         await server.close_all_connections()
 
     asyncio.run(main())
-    stats["installed"] = tornado_cgen.installed()
     _stats(logged, stats)
 
 
@@ -439,9 +440,14 @@ class Server:
         self.err = tempfile.TemporaryFile(mode="w+")
         self.cmd = [sys.executable, "-m", "tornado_cgen.check.load",
                     "--serve", kind]
+        # This package first on the path, wherever the check was run from.
+        pkg_parent = os.path.dirname(os.path.dirname(HERE))
+        path = os.environ.get("PYTHONPATH")
+        env = dict(os.environ, PYTHONPATH=pkg_parent + (
+            os.pathsep + path if path else ""))
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
-                                     stderr=self.err, text=True)
+                                     stderr=self.err, text=True, env=env)
         self.pid = self.proc.pid
         line = self._line(30)
         if not line.startswith("READY "):
@@ -663,8 +669,11 @@ def _measure(ctx, server, kind, env, seconds, warmup, churn, repro,
                "%s, one request each to %s: %s" % (
                    server.loop, ", ".join(paths),
                    "answered right" if not wrong else "WRONG"),
-               "tornado_cgen's C loop, right answers",
-               not wrong and "(C loop)" in server.loop, "; ".join(wrong))
+               "tornado_cgen's C loop%s, right answers" % (
+                   ", install() on" if kind == "tornado" else ""),
+               not wrong and "(C loop)" in server.loop and
+               (kind != "tornado" or "install() on" in server.loop),
+               "; ".join(wrong))
     if wrong or not server.alive():
         return
     # The fetches' connections gone, the fd count before the load.
@@ -693,11 +702,13 @@ def _measure(ctx, server, kind, env, seconds, warmup, churn, repro,
         ctx.figure(
             "%s: RSS after %d s warm-up, over %.0f s" % (
                 label, warmup, after[-1][0] - after[0][0]),
-            "start %s, end %s, max growth %s (trend %+.1f KiB/s)" % (
-                _mib(start), _mib(end), _mib(growth), slope / 1024),
+            "start %s, end %s, max growth %d KiB (trend %+.1f KiB/s)" % (
+                _mib(start), _mib(end), growth // 1024, slope / 1024),
             "growth < %s" % _mib(RSS_BOUND), growth < RSS_BOUND,
-            "the bound is %.1f bytes per request over %s requests"
-            % (RSS_BOUND / measured if measured else 0, count(int(measured)))
+            "the bound is %.1f bytes per request over %s requests; "
+            "%s when wrk started" % (
+                RSS_BOUND / measured if measured else 0,
+                count(int(measured)), _mib(samples[0][1]))
             + ("" if ctx.soak else "; the fast run's bound is loose, "
                "--soak runs 60 s"))
     else:
@@ -727,16 +738,19 @@ def serve(kind):
 def run(ctx):
     seconds, warmup, churn = (60, 10, 10) if ctx.soak else (10, 3, 3)
     if shutil.which("wrk") is None:
-        ctx.skip("wrk", "wrk is not installed (apt-get install wrk)")
+        ctx.skip("echo and Tornado servers under wrk",
+                 "wrk is not installed (apt-get install wrk)")
         return
     if not os.path.exists("/proc/self/status"):  # pragma: no cover
-        ctx.skip("wrk", "needs /proc (Linux) to read RSS and fds")
+        ctx.skip("echo and Tornado servers under wrk",
+                 "needs /proc (Linux) to read RSS and fds")
         return
     one_server(ctx, "echo", {"TCG_LOAD_BODY": "@request",
                              "TCG_LOAD_PATHS": ""}, seconds, warmup, churn)
     from ._report import tornado_available
     if not tornado_available():
-        ctx.skip("tornado", "Tornado 6.2 or newer is not installed")
+        ctx.skip("tornado server under wrk",
+                 "Tornado 6.2 or newer is not installed")
         return
     one_server(ctx, "tornado", {"TCG_LOAD_BODY": BODY_TORNADO,
                                 "TCG_LOAD_PATHS": "/,/coroutine"},
