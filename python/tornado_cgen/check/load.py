@@ -184,7 +184,8 @@ def serve_echo():
     # Faults to show that the figures can fail (by hand, not in the check):
     # leak (64 KiB kept per 10 requests), noclose (connections ended by
     # the client are never closed), badbody (every 1000th body is wrong),
-    # crash (exit after 5,000 requests).
+    # crash (exit after 5,000 requests), hang (the loop blocks after
+    # 5,000 requests).
     fault = os.environ.get("TCG_LOAD_FAULT", "")
     kept = []
 
@@ -213,6 +214,8 @@ def serve_echo():
                     head = head.replace(b"GET", b"PUT")
                 elif fault == "crash" and stats["requests"] == 5000:
                     os._exit(3)
+                elif fault == "hang" and stats["requests"] == 5000:
+                    time.sleep(3600)
                 lower = head.lower()
                 first = head.split(b"\r\n", 1)[0]
                 close = (b"\r\nconnection: close\r\n" in lower or
@@ -580,8 +583,10 @@ def one_server(ctx, kind, env, seconds, warmup, churn):
         note = (note + "; stderr: " + server.stderr()).strip("; ")
     bad = (logged or 0) + stats.get("unexpected", 0)
     ctx.figure("%s: server stops when told, logged at WARNING+" % kind,
-               "exit %s, %s logged%s" % (
-                   rc, "?" if logged is None else count(logged),
+               "%s, %s logged%s" % (
+                   "exit %d" % rc if rc is not None else
+                   "still running 15 s after, killed",
+                   "?" if logged is None else count(logged),
                    ", %d unexpected exceptions" % stats["unexpected"]
                    if stats.get("unexpected") else ""),
                "exit 0, 0 logged",
@@ -616,16 +621,21 @@ def _check_run(ctx, server, label, result, text, cmd, fd_before, repro,
         return False
     seen = result["ok"] + result["bad_status"] + result["bad_body"]
     served.append(seen)
+    # wrk counts a request as timed out only once it is older than its
+    # timeout: a server that stopped answering in the run's last seconds
+    # would go unseen.  One more request, after.
+    after = answers(server, "/", timeout=5.0)
     secs = result["duration_us"] / 1e6
     bad = result["bad_status"] + result["bad_body"]
     ctx.figure(label + ": responses not 200 with the right body",
-               "%s of %s (%s/s, 99th percentile latency %.1f ms; %s)" % (
+               "%s of %s (%s/s, 99th percentile latency %.1f ms; %s); "
+               "a request after wrk: %s" % (
                    count(bad), count(result["requests"]),
                    count(int(result["requests"] / secs)),
-                   result["p99_us"] / 1e3, busy),
-               "0, of more than 0",
+                   result["p99_us"] / 1e3, busy, after or "answered right"),
+               "0, of more than 0; the one after answered",
                bad == 0 and result["status"] == 0 and result["ok"] > 0 and
-               seen == result["requests"],
+               seen == result["requests"] and not after,
                ("first: %s; " % result["first_bad"] if bad else "") +
                ("" if seen == result["requests"] else
                 "wrk counted %d, the script %d; " % (result["requests"],
@@ -651,20 +661,24 @@ def _check_run(ctx, server, label, result, text, cmd, fd_before, repro,
     return True
 
 
+def answers(server, path, timeout=10.0):
+    """"" if `server` answers a request to `path` as it should, else what
+    went wrong."""
+    try:
+        req, status, body = fetch(server.port, path, timeout)
+    except OSError as e:
+        return "%s: %r" % (path, e)
+    want = req if server.kind == "echo" else BODY_TORNADO.encode()
+    if not status.endswith(" 200 OK") or body != want:
+        return "%s: %s %r" % (path, status, body[:100])
+    return ""
+
+
 def _measure(ctx, server, kind, env, seconds, warmup, churn, repro,
              served):
     # The server answers as it should, before any load.
     paths = ["/"] + (["/coroutine"] if kind == "tornado" else [])
-    wrong = []
-    for p in paths:
-        try:
-            req, status, body = fetch(server.port, p)
-        except OSError as e:
-            wrong.append("%s: %r" % (p, e))
-            continue
-        want = req if kind == "echo" else BODY_TORNADO.encode()
-        if not status.endswith(" 200 OK") or body != want:
-            wrong.append("%s: %s %r" % (p, status, body[:100]))
+    wrong = [w for w in (answers(server, p) for p in paths) if w]
     ctx.figure(kind + ": server and loop",
                "%s, one request each to %s: %s" % (
                    server.loop, ", ".join(paths),
