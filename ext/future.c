@@ -1106,6 +1106,11 @@ future_dealloc(PyObject *self)
         }
     }
     PyObject_GC_UnTrack(self);
+    /* A future whose result is a future whose result is a future ...:
+     * freeing the head frees the chain.  The trashcan defers the deeper
+     * levels so that a million-long chain does not overflow the C stack
+     * (a deferred future comes back here, its finalizer already run). */
+    Py_TRASHCAN_BEGIN(self, future_dealloc)
     if (fut->weakreflist != NULL) {
         PyObject_ClearWeakRefs(self);
         fut->weakreflist = NULL;
@@ -1123,6 +1128,7 @@ future_dealloc(PyObject *self)
         tp->tp_free(self);
     }
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 /* ---- type --------------------------------------------------------------- */

@@ -347,6 +347,9 @@ handle_dealloc(tcg_HandleObject *h)
 {
     PyTypeObject *tp = Py_TYPE(h);
     PyObject_GC_UnTrack(h);
+    /* The trashcan: a handle whose arguments hold a handle whose ... is
+     * freed without a C frame per link (see future_dealloc). */
+    Py_TRASHCAN_BEGIN(h, handle_dealloc)
     handle_clear(h);
     /* NULL at interpreter exit, once the collector has cleared our types
      * or the module: then the handle is freed, never put on a freelist
@@ -360,6 +363,7 @@ handle_dealloc(tcg_HandleObject *h)
         tp->tp_free((PyObject *)h);
     }
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 /* Methods are METH_METHOD (tcg.h's rule 1): `cls`, the defining class,

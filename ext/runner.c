@@ -710,9 +710,11 @@ multi_waiter_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, multi_waiter_dealloc)   /* long chains: see future_dealloc */
     multi_waiter_clear((MultiWaiterObject *)self);
     tp->tp_free(self);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyMemberDef MultiWaiter_members[] = {
@@ -1428,9 +1430,11 @@ runner_dealloc(PyObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, runner_dealloc)   /* long chains: see future_dealloc */
     runner_clear((RunnerObject *)self);
     tp->tp_free(self);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *
