@@ -331,6 +331,23 @@ def check_installed(ctx):
                % (count(n), count(3 * n), seen.strip(), count(calls)))
 
 
+def check_tools(ctx, tree):
+    """The checkout's broader refleak scripts (tools/refleak_*.py: every
+    path of the Future, the loop, the Runner and install()), each a
+    figure."""
+    tools = os.path.join(tree, "tools")
+    for fn in sorted(os.listdir(tools)):
+        if not (fn.startswith("refleak_") and fn.endswith(".py")):
+            continue
+        r = subprocess.run([sys.executable, os.path.join(tools, fn)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=1800)
+        last = r.stdout.strip().splitlines()[-3:]
+        ctx.figure("tools/%s (growth per round after the first)" % fn,
+                   "exit status %d" % r.returncode, want="0",
+                   ok=r.returncode == 0, note=" | ".join(last)[-1500:])
+
+
 def _fmt(per):
     return "0" if per == 0 else "%.4f" % per
 
@@ -348,6 +365,7 @@ def run(ctx):
         ctx.skip("per-test leak check over the suite",
                  "needs the source checkout (its tests/)")
         return
+    check_tools(ctx, tree)
     try:
         from .suite_leaks import run_suite_leaks
     except ImportError:
