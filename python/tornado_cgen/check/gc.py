@@ -388,35 +388,37 @@ def check_no_cyclic_garbage(ctx):
 
 CHAINS = {
     "a million futures, each the result of the one before": r'''
+import sys
 from tornado_cgen.concurrent import Future
 head = f = Future()
-for i in range(1000000):
+for i in range(int(sys.argv[1])):
     g = Future(); f.set_result(g); f = g
 del f, g
 del head
 ''',
     "a million futures, each a done-callback argument of the one before": r'''
-import functools
+import functools, sys
 from tornado_cgen.concurrent import Future
 head = f = Future()
-for i in range(1000000):
+for i in range(int(sys.argv[1])):
     g = Future(); f.add_done_callback(functools.partial(print, g)); f = g
 del f, g
 del head
 ''',
     "a million futures chained by chain_future": r'''
+import sys
 from tornado_cgen.concurrent import Future, chain_future
 head = f = Future()
-for i in range(1000000):
+for i in range(int(sys.argv[1])):
     g = Future(); chain_future(f, g); f = g
 del f, g
 del head
 ''',
     "a million handles, each the argument of the one before": r'''
-import tornado_cgen
+import sys, tornado_cgen
 loop = tornado_cgen.new_event_loop()
 h = None
-for i in range(1000000):
+for i in range(int(sys.argv[1])):
     h = loop.call_soon(print, h)
     h.cancel()
 loop.close()
@@ -485,7 +487,7 @@ def _child(code, args, timeout):
 
 def check_chains(ctx):
     for name, code in CHAINS.items():
-        outcome, err = _child(code, [], 600)
+        outcome, err = _child(code, ["1000000"], 600)
         ctx.figure(name + ", dropped", outcome, want="freed",
                    ok=outcome == "freed", note=err.strip())
     n = 100000
