@@ -17,7 +17,8 @@ class Recorder(Context):
 @pytest.mark.parametrize("name", sorted(gc_check.CHAINS))
 def test_long_chain_is_freed(name):
     # The result chain, the one that overflowed, at the check's million
-    # (200,000 did not overflow even without the trashcan); the others at
+    # (200,000 do not overflow even asyncio's C Future, which has no
+    # trashcan); the others at
     # 200,000 links.
     n = "1000000" if "result" in name else "200000"
     outcome, err = gc_check._child(gc_check.CHAINS[name], [n], 300)
