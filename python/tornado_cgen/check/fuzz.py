@@ -114,15 +114,15 @@ class Env:
             fut = self.future
             acts += [lambda: fut.remove_done_callback(noop),
                      lambda: fut.add_done_callback(noop),
-                     lambda: fut.set_result(2), fut.cancel]
+                     lambda: fut.set_result(2), lambda: fut.cancel()]
         elif self.family in ("handle", "timer"):
-            acts += [obj.cancel]
+            acts += [lambda: obj.cancel()]
         elif self.family in ("runner",):
             acts += [lambda: self.future.set_result(3)]
         if loop is not None:
-            acts += [lambda: loop.call_soon(noop), loop.stop,
+            acts += [lambda: loop.call_soon(noop), lambda: loop.stop(),
                      lambda: loop.run_until_complete(asyncio.sleep(0)),
-                     loop.close]
+                     lambda: loop.close()]
         return acts
 
 
@@ -388,7 +388,10 @@ class DelReenters:
         return None
 
     def __del__(self):
-        self.env.reenter()
+        # Only while its own case runs: one freed late (by a later case's
+        # collection) must not be reported as that case's.
+        if _current_env[0] is self.env:
+            self.env.reenter()
 
 
 class FilenoObj:
@@ -1556,9 +1559,16 @@ def worker(argv):
     warnings.simplefilter("ignore")
     tornado = _tornado()
     cases = enumerate_cases(soak)
+    # The harness's own test: a crash and a hang at these case numbers.
+    crash_at = int(os.environ.get("TCG_FUZZ_SELFTEST_CRASH", "-1"))
+    hang_at = int(os.environ.get("TCG_FUZZ_SELFTEST_HANG", "-1"))
     for i in range(start, min(end, len(cases))):
         case = cases[i]
         out.write("S %d tcg\n" % i)
+        if i == crash_at:
+            os.abort()
+        if i == hang_at:
+            time.sleep(3600)
         if isinstance(case, GenCase):
             a = run_gen_case(case, TCG)
         else:
@@ -1757,7 +1767,8 @@ def run(ctx):
         count(n), count(len(targets)), len(gens)))
     with Stopwatch() as sw:
         results, crashes, hangs = run_batches(
-            n, ctx.soak, 400, 60 if ctx.soak else 30, log=ctx.log)
+            n, ctx.soak, 400, int(os.environ.get("TCG_FUZZ_STALL", "0")) or
+            (60 if ctx.soak else 30), log=ctx.log)
     ctx.log("ran in %.1f s" % sw.elapsed)
     dump = os.environ.get("TCG_FUZZ_DUMP")
     if dump:
@@ -1797,8 +1808,8 @@ def _report(ctx, cases, results, crashes, hangs, have_ref, suffix):
     missing = [i for i in api_idx if i not in results and
                i not in {x[0] for x in crashes + hangs}]
     ctx.figure("C entry points called%s" % suffix,
-               "%s callables in %s states x %s argument sets = %s calls, "
-               "crashes %d, hangs %d" % (
+               "%s callables (%s with their states), up to %s bad values "
+               "per argument: %s calls, crashes %d, hangs %d" % (
                    count(len(callables)), count(len(targets)),
                    count(len(BAD)), count(len(api_idx)), len(api_crash),
                    len(api_hang)),
