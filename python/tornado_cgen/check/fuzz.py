@@ -27,10 +27,16 @@ yielding itself, futures whose methods raise, ...) run through
 ``tornado_cgen.gen.coroutine`` on our IOLoop and through
 ``tornado.gen.coroutine`` on Tornado's, and their outcomes are compared.
 
-``--soak`` adds cases with two bad arguments at once, drawn at random.
+Where Tornado is installed, the cases of Tornado's API (``tornado.gen``,
+``tornado.ioloop.IOLoop``, ``tornado.concurrent``, the generators) run once
+more under ``tornado_cgen.install()`` (Tornado on the C Runner and loop,
+through the ``TornadoMethod`` paths), compared with upstream Tornado alone.
+
+``--soak`` adds cases with two or more bad arguments at once, drawn at
+random (seeded: the same cases every run).
 
 Run a single case from a report's note with
-``python -m tornado_cgen.check.fuzz --case 'NAME'``.
+``python -m tornado_cgen.check.fuzz --case 'NAME' [--installed]``.
 """
 import asyncio
 import contextvars
@@ -53,6 +59,20 @@ from ._report import Stopwatch, count, section_main
 # The implementations being compared
 
 TCG, REF = "tcg", "ref"
+
+# "installed": the worker runs under tornado_cgen.install(), and the TCG
+# side of a case is upstream Tornado's API (tornado.gen, tornado.ioloop,
+# tornado.concurrent) on the C Runner and C loop; its REF side is the same
+# case of a standalone worker (upstream Tornado on asyncio's loop).
+MODE = ["standalone"]
+
+# The families whose TCG side exists in installed mode.
+INSTALLED_FAMILIES = {"ioloop", "gen", "concurrent", "coroutine", "multi",
+                      "genprog"}
+
+
+def _installed():
+    return MODE[0] == "installed"
 
 
 def _tornado():
@@ -129,7 +149,7 @@ class Env:
 def _mk_loop(env):
     if env.family in ("ioloop", "gen", "concurrent", "coroutine", "multi",
                       "genprog", "core", "runner"):
-        if env.impl == TCG:
+        if env.impl == TCG and not _installed():
             from tornado_cgen import ioloop
             io = ioloop.IOLoop(make_current=False)
         else:
@@ -180,7 +200,7 @@ def _close_env(env):
 
 
 def _future_cls(env):
-    if env.impl == TCG:
+    if env.impl == TCG and not _installed():
         from tornado_cgen import _core
         return _core.Future
     return asyncio.Future
@@ -238,7 +258,7 @@ def make_env(impl, family, state):
     elif family == "gen":
         env.obj = _gen_module(impl)
     elif family == "concurrent":
-        if impl == TCG:
+        if impl == TCG and not _installed():
             from tornado_cgen import concurrent
             env.obj = concurrent
         else:
@@ -292,7 +312,7 @@ def _restore_core():
 
 
 def _gen_module(impl):
-    if impl == TCG:
+    if impl == TCG and not _installed():
         from tornado_cgen import gen
         return gen
     import tornado.gen
@@ -1477,7 +1497,7 @@ def run_gen_case(case, impl):
     _mk_loop(env)
     _current_env[0] = env
     g = _gen_module(impl)
-    F = _future_cls(env) if impl == TCG else asyncio.Future
+    F = _future_cls(env)
     holder = []
     res = {}
     try:
@@ -1549,7 +1569,11 @@ def run_gen_case(case, impl):
 def worker(argv):
     fd, start, end, soak = int(argv[0]), int(argv[1]), int(argv[2]), \
         argv[3] == "1"
+    MODE[0] = argv[4] if len(argv) > 4 else "standalone"
     out = os.fdopen(fd, "w", buffering=1)
+    if _installed():
+        import tornado_cgen
+        tornado_cgen.install()
     sys.unraisablehook = _unraisable
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -1564,20 +1588,31 @@ def worker(argv):
     hang_at = int(os.environ.get("TCG_FUZZ_SELFTEST_HANG", "-1"))
     for i in range(start, min(end, len(cases))):
         case = cases[i]
+        if _installed() and (case.target.family not in INSTALLED_FAMILIES
+                             or not case.target.compare):
+            continue    # not in upstream Tornado's API
         out.write("S %d tcg\n" % i)
         if i == crash_at:
             os.abort()
         if i == hang_at:
             time.sleep(3600)
-        if isinstance(case, GenCase):
-            a = run_gen_case(case, TCG)
-        else:
-            a = run_case(case, TCG)
-        b = None
-        if case.target.compare and tornado is not None:
-            out.write("S %d ref\n" % i)
-            b = run_gen_case(case, REF) if isinstance(case, GenCase) else \
-                run_case(case, REF)
+        try:
+            if isinstance(case, GenCase):
+                a = run_gen_case(case, TCG)
+            else:
+                a = run_case(case, TCG)
+            b = None
+            if case.target.compare and tornado is not None and \
+                    not _installed():
+                out.write("S %d ref\n" % i)
+                b = run_gen_case(case, REF) if isinstance(case, GenCase) \
+                    else run_case(case, REF)
+        except BaseException as e:
+            # The case could not be set up or torn down: not a crash, but
+            # not a result either (the figure counts it as not run).
+            out.write("X %d %s\n" % (i, json.dumps(
+                "%s: %s" % (_tname(type(e)), str(e)[:200]))))
+            continue
         if i % 20 == 19:
             out.write("S %d gc\n" % i)
             gc.collect()
@@ -1590,16 +1625,29 @@ def worker(argv):
 # ---------------------------------------------------------------------------
 # The parent: batches, watchdog, attribution.
 
-def run_batches(n_cases, soak, batch_size, stall, env_extra=None, log=None,
-                cases_range=None):
-    """Run cases [0, n_cases) in workers.  Returns (results, crashes,
-    hangs): results[i] = [tcg, ref]; crashes/hangs: (i, phase, detail)."""
+def _ranges(indices):
+    """Contiguous (start, end) runs of sorted case numbers."""
+    out = []
+    for i in indices:
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return [tuple(r) for r in out]
+
+
+def run_batches(indices, soak, batch_size, stall, env_extra=None,
+                mode="standalone"):
+    """Run these cases in workers, batch_size to a worker.  Returns
+    (results, crashes, hangs): results[i] = [tcg, ref]; crashes/hangs:
+    (i, phase, detail)."""
     results = {}
+    errors = {}
     crashes, hangs = [], []
-    todo = list(range(0, n_cases, batch_size)) if cases_range is None else \
-        [cases_range[0]]
-    end_all = n_cases if cases_range is None else cases_range[1]
-    queue = [(s, min(s + batch_size, end_all)) for s in todo]
+    queue = []
+    for start, end in _ranges(sorted(indices)):
+        for s in range(start, end, batch_size):
+            queue.append((s, min(s + batch_size, end)))
     running = []
     maxpar = 2
     env = dict(os.environ, **(env_extra or {}))
@@ -1612,7 +1660,7 @@ def run_batches(n_cases, soak, batch_size, stall, env_extra=None, log=None,
             [sys.executable, "-c",
              "import sys; from tornado_cgen.check import fuzz; "
              "fuzz.worker(sys.argv[1:])", str(w), str(s), str(e),
-             "1" if soak else "0"],
+             "1" if soak else "0", mode],
             pass_fds=(w,), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=err, env=env)
         os.close(w)
@@ -1640,6 +1688,9 @@ def run_batches(n_cases, soak, batch_size, stall, env_extra=None, log=None,
                         elif parts[0] == "R":
                             results[int(parts[1])] = json.loads(parts[2])
                             w["cur"] = None
+                        elif parts[0] == "X":
+                            errors[int(parts[1])] = json.loads(parts[2])
+                            w["cur"] = None
                         elif parts[0] == "E":
                             w["done"] = True
                     continue
@@ -1652,7 +1703,7 @@ def run_batches(n_cases, soak, batch_size, stall, env_extra=None, log=None,
                 w["p"].wait()
                 _finish(w, None, "hang", crashes, hangs, queue, results)
                 running.remove(w)
-    return results, crashes, hangs
+    return results, crashes, hangs, errors
 
 
 def _finish(w, rc, why, crashes, hangs, queue, results):
@@ -1669,7 +1720,10 @@ def _finish(w, rc, why, crashes, hangs, queue, results):
         # Died between cases (or at start): the case after the last one
         # reported.
         done = [i for i in results if w["s"] <= i < w["e"]]
-        cur = ((max(done) + 1) if done else w["s"], "between cases")
+        if w["done"]:
+            cur = (max(done) if done else w["s"], "at worker exit")
+        else:
+            cur = ((max(done) + 1) if done else w["s"], "between cases")
     i, phase = cur
     detail = {"rc": rc, "phase": phase, "stderr": tail}
     (hangs if why == "hang" else crashes).append((i, phase, detail))
@@ -1765,10 +1819,11 @@ def run(ctx):
     targets = {c.target.name for c in api}
     ctx.log("%s cases (%s callables/states, %d generator programs)" % (
         count(n), count(len(targets)), len(gens)))
+    stall = int(os.environ.get("TCG_FUZZ_STALL", "0")) or \
+        (60 if ctx.soak else 30)
     with Stopwatch() as sw:
-        results, crashes, hangs = run_batches(
-            n, ctx.soak, 400, int(os.environ.get("TCG_FUZZ_STALL", "0")) or
-            (60 if ctx.soak else 30), log=ctx.log)
+        results, crashes, hangs, errors = run_batches(range(n), ctx.soak,
+                                                      400, stall)
     ctx.log("ran in %.1f s" % sw.elapsed)
     dump = os.environ.get("TCG_FUZZ_DUMP")
     if dump:
@@ -1776,11 +1831,36 @@ def run(ctx):
             json.dump({"names": [c.name for c in cases],
                        "results": results,
                        "crashes": crashes, "hangs": hangs}, f)
-    _report(ctx, cases, results, crashes, hangs, tornado_available(), "")
+    _report(ctx, cases, results, crashes, hangs, tornado_available(), "",
+            errors=errors)
+    if "installed" not in ctx.modes:
+        ctx.skip("installed mode", "needs Tornado >= 6.2 installed")
+        return
+    # Installed mode: upstream Tornado's API on the C Runner and loop,
+    # against the standalone run's reference (upstream Tornado alone).
+    idx = [i for i, c in enumerate(cases)
+           if c.target.family in INSTALLED_FAMILIES and c.target.compare]
+    with Stopwatch() as sw:
+        inst, icrashes, ihangs, ierrors = run_batches(
+            idx, ctx.soak, 400, stall, mode="installed")
+    ctx.log("installed mode: ran in %.1f s" % sw.elapsed)
+    merged = {}
+    for i, r in inst.items():
+        ref = results.get(i)
+        if r is not None and r[0] is not None:
+            merged[i] = [r[0], ref[1] if ref and cases[i].target.compare
+                         else None]
+    _report(ctx, cases, merged, icrashes, ihangs, True, " (installed)",
+            only=set(idx), errors=ierrors)
 
 
-def _report(ctx, cases, results, crashes, hangs, have_ref, suffix):
-    api_idx = [i for i, c in enumerate(cases) if not isinstance(c, GenCase)]
+def _report(ctx, cases, results, crashes, hangs, have_ref, suffix,
+            only=None, errors=None):
+    errors = errors or {}
+    for i, msg in sorted(errors.items()):
+        ctx.log("could not run %s: %s" % (cases[i].name, msg))
+    api_idx = [i for i, c in enumerate(cases) if not isinstance(c, GenCase)
+               and (only is None or i in only)]
     gen_idx = [i for i, c in enumerate(cases) if isinstance(c, GenCase)]
     api_set = set(api_idx)
     targets = {cases[i].target.name for i in api_idx}
@@ -1815,52 +1895,60 @@ def _report(ctx, cases, results, crashes, hangs, have_ref, suffix):
                    len(api_hang)),
                want="crashes 0, hangs 0",
                ok=not api_crash and not api_hang and not missing,
-               note=note_of(api_crash + api_hang) +
-               ("%d cases never ran" % len(missing) if missing else ""))
-    if not suffix:
-        if not have_ref:
-            ctx.skip("exception types differing from asyncio/Tornado",
-                     "needs Tornado >= 6.2 installed")
-        else:
-            compared, diffs, rep_diffs, documented, stricter, lifetime = \
-                compare(cases, {i: r for i, r in results.items()
-                                if i in api_set})
-            for case, a, b in diffs:
-                ctx.log("differs: " + _fmt_diff(case, a, b))
-            for case, a, b in rep_diffs:
-                ctx.log("reported differently: " + _fmt_diff(case, a, b))
-            for case, a, b in stricter:
-                ctx.log("stricter: " + _fmt_diff(case, a, b))
-            for case, a, b in lifetime:
-                ctx.log("__del__ timing: " + _fmt_diff(case, a, b))
-            notes = []
-            if diffs:
-                notes.append("; ".join(_fmt_diff(*d) for d in diffs[:3]))
-            if documented:
-                notes.append("documented choices: %d (%s)" % (
-                    len(documented),
-                    "; ".join(sorted({w for _, w in documented}))))
-            if stricter:
-                notes.append(
-                    "raised at the call where the reference accepts and "
-                    "fails later with the same type: %d (%s)" % (
-                        len(stricter), ", ".join(sorted(
-                            {c.target.attr for c, _, _ in stricter}))))
-            if lifetime:
-                notes.append("only a __del__'s timing differs: %d" %
-                             len(lifetime))
-            ctx.figure("exception types differing from asyncio/Tornado",
-                       "%d (of %s cases compared)" % (len(diffs),
-                                                       count(compared)),
-                       want="0", ok=not diffs, note="; ".join(notes))
-            ctx.figure("errors reported (handler/log/unraisable) differing "
-                       "from asyncio/Tornado",
-                       "%d (of %s cases compared)" % (len(rep_diffs),
-                                                       count(compared)),
-                       want="0", ok=not rep_diffs,
-                       note="; ".join(_fmt_diff(*d) for d in rep_diffs[:3]))
+               note="; ".join(x for x in (
+                   note_of(api_crash + api_hang),
+                   "%d cases could not be run (%s)" % (
+                       len(missing), "; ".join(
+                           "%s: %s" % (cases[i].name, errors.get(i, "?"))
+                           for i in missing[:2])) if missing else "")
+                   if x))
+    if not have_ref:
+        ctx.skip("exception types differing from asyncio/Tornado" +
+                 suffix,
+                 "needs Tornado >= 6.2 installed")
+    else:
+        compared, diffs, rep_diffs, documented, stricter, lifetime = \
+            compare(cases, {i: r for i, r in results.items()
+                            if i in api_set})
+        for case, a, b in diffs:
+            ctx.log("differs: " + _fmt_diff(case, a, b))
+        for case, a, b in rep_diffs:
+            ctx.log("reported differently: " + _fmt_diff(case, a, b))
+        for case, a, b in stricter:
+            ctx.log("stricter: " + _fmt_diff(case, a, b))
+        for case, a, b in lifetime:
+            ctx.log("__del__ timing: " + _fmt_diff(case, a, b))
+        notes = []
+        if diffs:
+            notes.append("; ".join(_fmt_diff(*d) for d in diffs[:3]))
+        if documented:
+            notes.append("documented choices: %d (%s)" % (
+                len(documented),
+                "; ".join(sorted({w for _, w in documented}))))
+        if stricter:
+            notes.append(
+                "raised at the call where the reference accepts and "
+                "fails later with the same type: %d (%s)" % (
+                    len(stricter), ", ".join(sorted(
+                        {c.target.attr for c, _, _ in stricter}))))
+        if lifetime:
+            notes.append("only a __del__'s timing differs: %d" %
+                         len(lifetime))
+        ctx.figure("exception types differing from asyncio/Tornado" +
+                   suffix,
+                   "%d (of %s cases compared)" % (len(diffs),
+                                                   count(compared)),
+                   want="0", ok=not diffs, note="; ".join(notes))
+        ctx.figure("errors reported (handler/log/unraisable) differing "
+                   "from asyncio/Tornado" + suffix,
+                   "%d (of %s cases compared)" % (len(rep_diffs),
+                                                   count(compared)),
+                   want="0", ok=not rep_diffs,
+                   note="; ".join(_fmt_diff(*d) for d in rep_diffs[:3]))
     gen_crash = [x for x in crashes if x[0] not in api_set]
     gen_hang = [x for x in hangs if x[0] not in api_set]
+    gen_missing = [i for i in gen_idx if i not in results and
+                   i not in {x[0] for x in crashes + hangs}]
     gdiff, gdoc = [], []
     if have_ref:
         for i in gen_idx:
@@ -1884,9 +1972,13 @@ def _report(ctx, cases, results, crashes, hangs, have_ref, suffix):
                "Tornado: %s" % (len(gen_idx), len(gen_crash), len(gen_hang),
                                 len(gdiff) if have_ref else "not compared"),
                want="crashes 0, hangs 0, differing 0",
-               ok=not gen_crash and not gen_hang and not gdiff,
+               ok=not gen_crash and not gen_hang and not gdiff and
+               not gen_missing,
                note="; ".join(x for x in (
                    note_of(gen_crash + gen_hang),
+                   "%d could not be run (%s)" % (len(gen_missing), "; ".join(
+                       "%s: %s" % (cases[i].name, errors.get(i, "?"))
+                       for i in gen_missing[:2])) if gen_missing else "",
                    "; ".join(_fmt_diff(cases[i], *results[i])
                              for i in gdiff[:3]),
                    "documented choices: %d (%s)" % (
@@ -1894,15 +1986,20 @@ def _report(ctx, cases, results, crashes, hangs, have_ref, suffix):
                    if gdoc else "") if x))
 
 
-def run_one(name, soak=False):
-    """Run one case by name in this process, printing both outcomes."""
+def run_one(name, soak=False, installed=False):
+    """Run one case by name in this process, printing both outcomes (with
+    ``installed``: the installed-mode outcome only)."""
+    if installed:
+        import tornado_cgen
+        MODE[0] = "installed"
+        tornado_cgen.install()
     sys.unraisablehook = _unraisable
     logging.getLogger().addHandler(_LogCatcher(logging.ERROR))
     for case in enumerate_cases(soak):
         if case.name == name:
             print("tornado_cgen:", (run_gen_case if isinstance(case, GenCase)
                                     else run_case)(case, TCG))
-            if case.target.compare and _tornado():
+            if case.target.compare and _tornado() and not installed:
                 print("reference:   ", (run_gen_case if isinstance(
                     case, GenCase) else run_case)(case, REF))
             return 0
@@ -1912,5 +2009,6 @@ def run_one(name, soak=False):
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--case":
-        sys.exit(run_one(sys.argv[2], "--soak" in sys.argv))
+        sys.exit(run_one(sys.argv[2], "--soak" in sys.argv,
+                         "--installed" in sys.argv))
     sys.exit(section_main("fuzz", run))
