@@ -208,7 +208,13 @@ def _future_cls(env):
 
 def _make_future(env, state):
     fut = _future_cls(env)(loop=env.loop)
-    for cb in (noop, env.cb_obj, noop):
+    cbs = (noop, env.cb_obj, noop)
+    if state == "re-entrant callbacks":
+        # Done callbacks that call back into the future (and its loop)
+        # while the loop runs them.
+        cbs = (noop, lambda f: env.reenter(), env.cb_obj,
+               lambda f: env.reenter(), noop)
+    for cb in cbs:
         fut.add_done_callback(cb)
     if state == "result":
         fut.set_result(1)
@@ -244,11 +250,19 @@ def make_env(impl, family, state):
         env.future = _make_future(env, state)
         env.obj = env.future.__await__()
     elif family == "handle":
-        env.obj = loop.call_soon(noop, env.cb_obj)
+        if state == "re-entrant callback":
+            # Its callback calls the method under test on its own handle.
+            env.obj = loop.call_soon(lambda *a: env.reenter(), env.cb_obj)
+        else:
+            env.obj = loop.call_soon(noop, env.cb_obj)
         if state == "cancelled":
             env.obj.cancel()
     elif family == "timer":
-        env.obj = loop.call_later(3600, noop, env.cb_obj)
+        if state == "re-entrant callback":
+            env.obj = loop.call_later(0, lambda *a: env.reenter(),
+                                      env.cb_obj)
+        else:
+            env.obj = loop.call_later(3600, noop, env.cb_obj)
         if state == "cancelled":
             env.obj.cancel()
     elif family == "ioloop":
@@ -466,6 +480,32 @@ class FakeFuture:
     __iter__ = __await__
 
 
+class MutatingDict(dict):
+    """A dict subclass (read through keys()/values(), as Tornado reads
+    one) that changes under the reader."""
+
+    def __init__(self, env):
+        super().__init__(a=_pending_future(env), b=_failed_future(env))
+        self.env = env
+
+    def keys(self):
+        for k in list(super().keys()):
+            self["z%d" % len(self)] = None
+            yield k
+
+    def values(self):
+        self.clear()
+        return []
+
+
+class RaisingList(list):
+    def __iter__(self):
+        raise _Raises("__iter__")
+
+    def __len__(self):
+        raise _Raises("__len__")
+
+
 def _closed_fd(env):
     r, w = os.pipe()
     os.close(r)
@@ -583,6 +623,11 @@ BAD = {
     "failed future": _failed_future,
     "pending future": _pending_future,
     "list containing itself": _self_list,
+    "dict subclass whose keys() mutates it": lambda env: MutatingDict(env),
+    "list subclass whose __iter__ raises": lambda env: RaisingList(),
+    "list of a future and a failed future":
+        lambda env: [_pending_future(env), _failed_future(env)],
+    "tuple of non-exception classes": lambda env: (int, "x"),
     "fake future: done() raises": lambda env: FakeFuture("done", _Raises()),
     "fake future: result() raises KeyboardInterrupt":
         lambda env: FakeFuture("result", KeyboardInterrupt()),
@@ -678,6 +723,24 @@ TEMPLATES = {
     "ConvertYielded": (FN,), "TornadoMethod": (ONE, FN, ONE),
     "Arguments": (ONE, ONE), "BadYieldError": (ONE,),
     "TimeoutError": (ONE,), "DummyExecutor": (), "submit": (FN,),
+}
+
+# Optional parameters past the template's: each gets the full set of bad
+# values too (those between filled with None).
+OPTIONAL = {"throw": 2, "set_exc_info": 0, "__init__": 0}
+
+# Keywords that take the full set of bad values, by callable name (every
+# callable also gets `context` and an unknown keyword with a few).
+KEYWORDS = {
+    "multi": ("quiet_exceptions",), "Multi": ("quiet_exceptions",),
+    "multi_future": ("quiet_exceptions",),
+    "with_timeout": ("quiet_exceptions",),
+    "cancel": ("msg",), "__init__": ("loop",), "Future": ("loop",),
+    "close": ("all_fds",), "run_sync": ("timeout",),
+    "add_done_callback": ("context",), "call_soon": ("context",),
+    "call_later": ("context",), "call_at": ("context",),
+    "call_soon_threadsafe": ("context",), "create_task": ("name",),
+    "PeriodicCallback": ("jitter",), "Runner": ("first_yielded",),
 }
 
 # Callables not called at all, and why.
@@ -797,13 +860,15 @@ def enumerate_targets():
 
     # The C types, through instances in each state.
     fut_names = _callables_of(_core.Future, keep_c)
-    add("future", ("pending", "result", "exception", "cancelled"),
+    add("future", ("pending", "result", "exception", "cancelled",
+                   "re-entrant callbacks"),
         fut_names, _core.Future, ref=asyncio.Future)
     add("future", ("pending",), _setters_of(_core.Future), _core.Future,
         ref=asyncio.Future, kind="set")
     it = type(_core.Future().__await__())
     it_names = _callables_of(it, keep_c)
-    add("futiter", ("pending", "result", "exception"), it_names, it,
+    add("futiter", ("pending", "result", "exception",
+                    "re-entrant callbacks"), it_names, it,
         ref=_AioFutIterNames)
     loop_names = _callables_of(_core.Loop, keep_c)
     # The asyncio face's public methods (the stdlib's and ours), minus the
@@ -817,10 +882,10 @@ def enumerate_targets():
         wheres=("outside", "inside"), ref=asyncio.AbstractEventLoop)
     add("aloop", ("open",), _setters_of(_core.Loop), _core.Loop,
         kind="set")
-    add("handle", ("pending", "cancelled"),
+    add("handle", ("pending", "cancelled", "re-entrant callback"),
         _callables_of(_core.Handle, keep_c), _core.Handle,
         ref=asyncio.Handle)
-    add("timer", ("pending", "cancelled"),
+    add("timer", ("pending", "cancelled", "re-entrant callback"),
         _callables_of(_core.TimerHandle, keep_c) +
         [n for n in _callables_of(_core.Handle, keep_c) if n != "__repr__"],
         _core.TimerHandle, ref=asyncio.TimerHandle)
@@ -921,9 +986,17 @@ def enumerate_cases(soak=False):
             # One past the end: the extra argument (a few values only).
             for b in (names if pos < n else names[:3] + ["cb re-enters"]):
                 cases.append(Case(t, ((pos, b),)))
-        for kw in ("context", "bogus"):
-            for b in KW_BAD:
+        for pos in range(n + 1, n + 1 + OPTIONAL.get(t.attr, 0)):
+            for b in names:
+                cases.append(Case(t, ((pos, b),)))
+        full = KEYWORDS.get(t.attr, ())
+        for kw in full:
+            for b in names:
                 cases.append(Case(t, ((kw, b),)))
+        for kw in ("context", "bogus"):
+            if kw not in full:
+                for b in KW_BAD:
+                    cases.append(Case(t, ((kw, b),)))
     rnd = random.Random(1234)
     if soak:
         for t in targets:
@@ -1015,6 +1088,8 @@ def _args_for(case, env):
         elif pos < len(args):
             args[pos] = v
         else:
+            while len(args) < pos:
+                args.append(None)
             args.append(v)
     return args, kwargs
 
@@ -1740,7 +1815,7 @@ def _documented(case, a, b):
     t = case.target
     vals = {v for _, v in getattr(case, "bad", ())}
     if t.family in ("aloop", "ioloop") and \
-            t.attr in ("call_later", "call_at", "add_timeout",
+            t.attr in ("call_later", "call_at", "add_timeout", "run_sync",
                        "_tornado_call_later", "_tornado_call_at") and \
             vals & {"nan"} and a["call"] == "ValueError":
         return "a NaN time is a ValueError (README: The event loop)"
@@ -1751,7 +1826,8 @@ def _documented(case, a, b):
         return ("what Tornado lets escape its Runner when it handles a "
                 "yielded object is thrown into the generator (README: gen)")
     if t.family == "aloop" and t.attr == "set_debug" and \
-            "__bool__ raises" in vals and b["call"] == "returned":
+            vals & {"__bool__ raises", "list subclass whose __iter__ raises"} \
+            and b["call"] == "returned":
         return ("set_debug() reads the flag's truth at once (the C loop "
                 "keeps a C flag); asyncio stores the object and fails at "
                 "its first `if self._debug`")
