@@ -186,3 +186,50 @@ def test_update_handler_of_an_fd_never_added_fails_when_ready():
         io.close()
         os.close(r)
         os.close(w)
+
+
+def _run_own_future(step):
+    """Run a coroutine that does step(own_result_future) after a yield and
+    returns (or raises); returns (its future, what the loop reported)."""
+    from tornado_cgen import gen
+    io = ioloop.IOLoop(make_current=False)
+    seen = []
+    io.asyncio_loop.set_exception_handler(
+        lambda lp, c: seen.append(c.get("exception")))
+    me = []
+
+    @gen.coroutine
+    def body():
+        yield None
+        return step(me[0])
+
+    io.add_callback(lambda: me.append(body()))
+    io.call_later(0.05, io.stop)
+    io.start()
+    io.close()
+    return me[0], seen
+
+
+def test_coroutine_whose_result_future_was_set_meanwhile():
+    # Tornado: future_set_result_unless_cancelled on a done (not cancelled)
+    # future raises InvalidStateError out of the Runner.  It was dropped.
+    fut, seen = _run_own_future(lambda f: f.set_result("early") or "late")
+    assert fut.result() == "early"
+    assert [type(e) for e in seen] == [asyncio.InvalidStateError]
+
+
+def test_coroutine_raising_after_its_result_future_was_set():
+    # It was logged as "Exception after Future was cancelled" (ValueError).
+    def step(f):
+        f.set_exception(KeyError("early"))
+        raise ValueError("late")
+    fut, seen = _run_own_future(step)
+    assert isinstance(fut.exception(), KeyError)
+    assert [type(e) for e in seen] == [asyncio.InvalidStateError]
+
+
+def test_coroutine_whose_result_future_was_cancelled_meanwhile():
+    # Cancelled: the outcome is dropped quietly, as Tornado drops it.
+    fut, seen = _run_own_future(lambda f: f.cancel() and "late")
+    assert fut.cancelled()
+    assert seen == []
