@@ -1526,7 +1526,45 @@ def _prog_returns_generator_like(g, F, holder):
     return (lambda: obj), "raw"
 
 
+def _prog_done_callback_kbi(g, F, holder):
+    def body():
+        yield None
+        holder[1].add_done_callback(_raiser(KeyboardInterrupt()))
+        return 1
+    return body, None
+
+
+def _prog_return_a_future(g, F, holder):
+    def body():
+        yield None
+        f = F()
+        f.set_result(2)
+        raise g.Return(f)
+    return body, None
+
+
+def _prog_other_loop_future(done):
+    def prog(g, F, holder):
+        def body():
+            other = asyncio.new_event_loop()
+            try:
+                f = F(loop=other)
+                if done:
+                    f.set_result(3)
+                r = yield f
+                return r
+            finally:
+                other.close()
+        return body, None
+    return prog
+
+
 GEN_PROGRAMS = {
+    "a done callback of its result future raises KeyboardInterrupt":
+        _prog_done_callback_kbi,
+    "gen.Return(a future)": _prog_return_a_future,
+    "yield a done future of another loop": _prog_other_loop_future(True),
+    "yield a pending future of another loop": _prog_other_loop_future(False),
     "yield its own result future": _prog_yield_own_future,
     "cancel its own result future, then return": _prog_cancel_own_future,
     "set its own result future's result, then return another":
@@ -1627,6 +1665,8 @@ def _describe_future(f):
     if e is not None:
         return "raised " + _tname(type(e))
     r = f.result()
+    if asyncio.isfuture(r):
+        return "result: a future"    # each side's own Future type
     if isinstance(r, (int, str, type(None), tuple)):
         return "result %r" % (r,)
     return "result of type " + _tname(type(r))
