@@ -1891,11 +1891,14 @@ def run_batches(indices, soak, batch_size, stall, env_extra=None,
 
 def _finish(w, rc, why, crashes, hangs, queue, results):
     os.close(w["fd"])
-    w["err"].seek(0, 2)
-    size = w["err"].tell()
-    w["err"].seek(max(0, size - 3000))
-    tail = w["err"].read().decode("utf-8", "replace")
+    w["err"].seek(0)
+    text = w["err"].read().decode("utf-8", "replace")
     w["err"].close()
+    # The sanitizers' first lines say what the error was: kept however
+    # long the report behind them is.
+    key = [ln for ln in text.splitlines()
+           if "ERROR: AddressSanitizer" in ln or "runtime error:" in ln]
+    tail = "\n".join(key[:5] + [text[-3000:]])
     if w["done"] and rc == 0:
         return
     cur = w["cur"]
