@@ -239,6 +239,42 @@ report_tornado(tcg_state *st, PyObject *cb, PyObject *args)
     Py_XDECREF(partial);
 }
 
+/* A context that is not a contextvars.Context (asyncio's Handle takes
+ * anything): what asyncio does with it, context.run(callback, *args). */
+static PyObject *
+run_in_foreign_context(PyObject *ctx, PyObject *cb, PyObject *a1,
+                       PyObject *args)
+{
+    PyObject *run = PyObject_GetAttrString(ctx, "run");
+    if (run == NULL) {
+        return NULL;
+    }
+    PyObject *res;
+    if (args != NULL) {
+        Py_ssize_t n = PyTuple_GET_SIZE(args);
+        PyObject *full = PyTuple_New(n + 1);
+        if (full == NULL) {
+            Py_DECREF(run);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(full, 0, Py_NewRef(cb));
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyTuple_SET_ITEM(full, i + 1,
+                             Py_NewRef(PyTuple_GET_ITEM(args, i)));
+        }
+        res = PyObject_Call(run, full, NULL);
+        Py_DECREF(full);
+    }
+    else if (a1 != NULL) {
+        res = PyObject_CallFunctionObjArgs(run, cb, a1, NULL);
+    }
+    else {
+        res = PyObject_CallOneArg(run, cb);
+    }
+    Py_DECREF(run);
+    return res;
+}
+
 int
 tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
 {
@@ -254,7 +290,10 @@ tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
     int rc = 0;
 
     PyObject *res;
-    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+    if (ctx != NULL && !PyContext_CheckExact(ctx)) {
+        res = run_in_foreign_context(ctx, cb, a1, args);
+    }
+    else if (ctx != NULL && PyContext_Enter(ctx) < 0) {
         res = NULL;
     }
     else {

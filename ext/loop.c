@@ -420,25 +420,24 @@ heap_purge(tcg_LoopObject *lp)
 
 /* ---- file descriptors -------------------------------------------------- */
 
-/* selectors._fileobj_to_fd: an int, or an object with fileno(). */
+/* selectors._fileobj_to_fd: an int, or int(obj.fileno()).  A negative
+ * number is a ValueError, as there; one larger than a C int holds gives
+ * FD_TOO_BIG with no error set, for the caller to say what it means (epoll
+ * would raise OverflowError; nothing that large is registered). */
+#define FD_TOO_BIG (-2)
+
 static int
 fileobj_to_fd(PyObject *obj)
 {
-    long fd;
+    PyObject *num;
     if (PyLong_Check(obj)) {
-        fd = PyLong_AsLong(obj);
-        if (fd == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        num = Py_NewRef(obj);
     }
     else {
         PyObject *r = PyObject_CallMethod(obj, "fileno", NULL);
-        fd = -1;
-        if (r != NULL) {
-            fd = PyLong_AsLong(r);
-            Py_DECREF(r);
-        }
-        if (PyErr_Occurred()) {
+        num = r != NULL ? PyNumber_Long(r) : NULL;
+        Py_XDECREF(r);
+        if (num == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_AttributeError) &&
                 !PyErr_ExceptionMatches(PyExc_TypeError) &&
                 !PyErr_ExceptionMatches(PyExc_ValueError)) {
@@ -449,9 +448,20 @@ fileobj_to_fd(PyObject *obj)
             return -1;
         }
     }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+    int overflow;
+    long fd = PyLong_AsLongAndOverflow(num, &overflow);
+    if (fd == -1 && PyErr_Occurred()) {
+        Py_DECREF(num);
         return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && fd < 0)) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %R", num);
+        Py_DECREF(num);
+        return -1;
+    }
+    Py_DECREF(num);
+    if (overflow > 0 || fd > INT_MAX) {
+        return FD_TOO_BIG;
     }
     return (int)fd;
 }
@@ -710,20 +720,60 @@ loop_call_soon_threadsafe(PyObject *self, PyObject *const *args,
     return schedule_soon(lp, callback, args + 1, nargs - 1, context, 0);
 }
 
+/* A time argument read as asyncio and Tornado read theirs, by arithmetic
+ * with the loop's float clock (`loop.time() + delay`, `when -
+ * loop.time()`): what is not a real number is the TypeError (or
+ * OverflowError) that arithmetic raises.  None has its own message.  The
+ * NaN check is apart (check_nan_time), after the closed check, since
+ * theirs fail on a closed loop before anything looks at the value. */
 static int
-get_time_arg(PyObject *obj, const char *none_msg, double *out)
+get_time_arg(PyObject *obj, const char *none_msg, tcg_LoopObject *closed,
+             double *out)
 {
     if (obj == Py_None) {
         PyErr_SetString(PyExc_TypeError, none_msg);
         return -1;
     }
-    *out = PyFloat_AsDouble(obj);
+    if (PyFloat_CheckExact(obj)) {
+        *out = PyFloat_AS_DOUBLE(obj);
+        return closed != NULL ? check_closed(closed) : 0;
+    }
+    if (PyLong_CheckExact(obj)) {
+        *out = PyLong_AsDouble(obj);
+        if (*out == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        return closed != NULL ? check_closed(closed) : 0;
+    }
+    PyObject *zero = PyFloat_FromDouble(0.0);
+    if (zero == NULL) {
+        return -1;
+    }
+    PyObject *sum = PyNumber_Add(zero, obj);
+    Py_DECREF(zero);
+    if (sum == NULL) {
+        return -1;
+    }
+    /* `closed`: the closed check between the arithmetic and the rest, as
+     * call_later(delay) = call_at(time() + delay) makes it. */
+    if (closed != NULL && check_closed(closed) < 0) {
+        Py_DECREF(sum);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(sum);
+    Py_DECREF(sum);
     if (*out == -1.0 && PyErr_Occurred()) {
         return -1;
     }
-    /* A NaN deadline compares false with every other: in the heap it
-     * would hide every timer behind it.  (Infinity is fine: never.) */
-    if (isnan(*out)) {
+    return 0;
+}
+
+/* A NaN deadline compares false with every other: in the heap it would
+ * hide every timer behind it.  (Infinity is fine: never.) */
+static int
+check_nan_time(double t)
+{
+    if (isnan(t)) {
         PyErr_SetString(PyExc_ValueError, "a time cannot be NaN");
         return -1;
     }
@@ -739,10 +789,18 @@ loop_call_at(PyObject *self, PyObject *const *args, size_t nargsf,
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *callback, *context;
     double when;
+    /* asyncio's order: None, closed, then the value. */
     if (parse_callback_args(args, nargs, kwnames, 1, "call_at", &callback,
-                            &context) < 0 ||
-        get_time_arg(args[0], "when cannot be None", &when) < 0 ||
-        check_closed(lp) < 0 ||
+                            &context) < 0) {
+        return NULL;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "when cannot be None");
+        return NULL;
+    }
+    if (check_closed(lp) < 0 ||
+        get_time_arg(args[0], "when cannot be None", NULL, &when) < 0 ||
+        check_nan_time(when) < 0 ||
         (TCG_UNLIKELY(lp->debug) &&
          debug_checks(lp, callback, "call_at") < 0)) {
         return NULL;
@@ -761,8 +819,8 @@ loop_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
     double delay;
     if (parse_callback_args(args, nargs, kwnames, 1, "call_later", &callback,
                             &context) < 0 ||
-        get_time_arg(args[0], "delay must not be None", &delay) < 0 ||
-        check_closed(lp) < 0 ||
+        get_time_arg(args[0], "delay must not be None", lp, &delay) < 0 ||
+        check_nan_time(delay) < 0 ||
         (TCG_UNLIKELY(lp->debug) &&
          debug_checks(lp, callback, "call_at") < 0)) {
         return NULL;
@@ -844,7 +902,8 @@ static PyObject *
 tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (check_tornado_callable(args[1]) < 0 || check_closed(lp) < 0) {
+    if (check_tornado_callable(args[1]) < 0 || check_closed(lp) < 0 ||
+        check_nan_time(when) < 0) {
         return NULL;
     }
     if (TCG_UNLIKELY(lp->st->cleared)) {
@@ -882,7 +941,7 @@ loop_tornado_call_at(PyObject *self, PyObject *const *args, size_t nargsf,
                         "call_at(when, callback, *args, **kwargs)");
         return NULL;
     }
-    if (get_time_arg(args[0], "when cannot be None", &when) < 0) {
+    if (get_time_arg(args[0], "when cannot be None", NULL, &when) < 0) {
         return NULL;
     }
     return tornado_timer(LOOP(self), when, args, nargs, kwnames);
@@ -900,7 +959,7 @@ loop_tornado_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
                         "call_later(delay, callback, *args, **kwargs)");
         return NULL;
     }
-    if (get_time_arg(args[0], "delay must not be None", &delay) < 0) {
+    if (get_time_arg(args[0], "delay must not be None", NULL, &delay) < 0) {
         return NULL;
     }
     return tornado_timer(LOOP(self), monotonic_now() + delay, args, nargs,
@@ -1000,8 +1059,18 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
         PyErr_Format(PyExc_TypeError, "%s(fd, callback, *args)", method);
         return NULL;
     }
+    /* Closed first, as asyncio's _add_reader; then the fd, as its
+     * selector reads it (epoll.register's OverflowError for a huge one). */
+    if (check_closed(lp) < 0) {
+        return NULL;
+    }
     int fd = fileobj_to_fd(args[0]);
-    if (fd < 0 || check_closed(lp) < 0) {
+    if (fd == FD_TOO_BIG) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
+        return NULL;
+    }
+    if (fd < 0) {
         return NULL;
     }
     /* The handle first: allocating may run the GC, and finalizers may
@@ -1050,6 +1119,9 @@ remove_io(tcg_LoopObject *lp, PyObject *fdobj, bool writer)
         Py_RETURN_FALSE;
     }
     int fd = fileobj_to_fd(fdobj);
+    if (fd == FD_TOO_BIG) {
+        Py_RETURN_FALSE;    /* never registered */
+    }
     if (fd < 0) {
         return NULL;
     }
@@ -1103,6 +1175,9 @@ loop_fd_key(PyObject *self, PyObject *fdobj)
 {
     tcg_LoopObject *lp = LOOP(self);
     int fd = fileobj_to_fd(fdobj);
+    if (fd == FD_TOO_BIG) {
+        Py_RETURN_NONE;
+    }
     if (fd < 0) {
         return NULL;
     }

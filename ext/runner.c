@@ -256,12 +256,15 @@ result_future_new(tcg_state *st)
     return (PyObject *)tcg_future_new(st, NULL);
 }
 
-/* 1 if the future can still take an outcome, 0 if it was cancelled. */
+/* 0 if the future was cancelled (the outcome is dropped, as Tornado's
+ * future_set_*_unless_cancelled drop it), else 1.  A future someone else
+ * finished is not cancelled: setting it raises InvalidStateError, which
+ * escapes the Runner as it escapes Tornado's. */
 static int
 result_future_open(tcg_state *st, PyObject *fut)
 {
     if (tcg_Future_CheckExact(st, fut)) {
-        return ((tcg_FutureObject *)fut)->status == TCG_FUT_PENDING;
+        return ((tcg_FutureObject *)fut)->status != TCG_FUT_CANCELLED;
     }
     PyObject *c = fut_call0(st, AIO_CANCELLED, fut);
     if (c == NULL) {

@@ -185,7 +185,13 @@ class IOLoop:
 
     def update_handler(self, fd, events):
         fd, fileobj = self.split_fd(fd)
-        fileobj, handler = self.handlers[fd]
+        entry = self.handlers.get(fd)
+        if entry is None:
+            # An fd add_handler was never given: Tornado watches it anyway
+            # (so a bad fd fails as add_reader fails it) and fails with
+            # KeyError in the loop once it is ready.
+            entry = (fd, self._unknown_fd_ready)
+        fileobj, handler = entry
         aloop = self.asyncio_loop
         if events & IOLoop.READ:
             if fd not in self._readers:
@@ -201,6 +207,10 @@ class IOLoop:
         elif fd in self._writers:
             aloop.remove_writer(fd)
             self._writers.discard(fd)
+
+    def _unknown_fd_ready(self, fd, events):
+        fileobj, handler = self.handlers[fd]
+        handler(fileobj, events)
 
     def remove_handler(self, fd):
         """Stop watching ``fd``; an fd that is not watched is ignored."""
