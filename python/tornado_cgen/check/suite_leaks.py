@@ -8,6 +8,9 @@ Called by the ``refleak`` section (``run_suite_leaks``), or on its own:
     PYTHONPATH=DEBUG_BUILD:SITE_PACKAGES python3.11-dbg \\
         -m tornado_cgen.check.suite_leaks [--soak]
 
+(``TCG_CHECK_TREE``: the checkout whose tests run; ``TCG_CHECK_LEAKS_JSON``:
+a file to keep every test's readings in.)
+
 The fast set: ``-R 3:3`` over the C-facing files but CPython's asyncio
 suites, a test whose first run takes longer than half a second (the
 programs run in a fresh interpreter, mostly, whose references are not this
@@ -94,9 +97,15 @@ def run_suite_leaks(ctx, tree, python, env=None, soak=None):
         ctx.skip(name, "needs the source checkout's tests/ (--tree)")
         return None
     files = c_facing_files(tree, soak)
-    fd, json_path = tempfile.mkstemp(prefix="tcg-leaks-", suffix=".json")
-    os.close(fd)
-    os.unlink(json_path)
+    # TCG_CHECK_LEAKS_JSON: where to keep every test's readings.
+    keep = os.environ.get("TCG_CHECK_LEAKS_JSON")
+    if keep:
+        json_path = os.path.abspath(keep)
+    else:
+        fd, json_path = tempfile.mkstemp(prefix="tcg-leaks-", suffix=".json")
+        os.close(fd)
+    if os.path.exists(json_path):
+        os.unlink(json_path)
     cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "-p", "tornado_cgen.check._leaks_plugin",
            "--refleak=" + cfg["spec"], "--refleak-json=" + json_path,
@@ -122,7 +131,8 @@ def run_suite_leaks(ctx, tree, python, env=None, soak=None):
     try:
         with open(json_path) as f:
             data = json.load(f)
-        os.unlink(json_path)
+        if not keep:
+            os.unlink(json_path)
     except (OSError, ValueError):
         data = None
     if data is None:
