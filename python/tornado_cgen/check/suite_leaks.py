@@ -37,6 +37,9 @@ LEFT_OUT = {
     "test_layering.py": "reads the package's Python sources; imports no C",
     "test_check_leaks_plugin.py": "tests this check's plugin, through "
     "pytest sessions in subprocesses (pytester)",
+    "test_check_workers.py": "the threads/faults sections' workers, each "
+    "in a fresh interpreter",
+    "test_check_load.py": "wrk against servers in other processes",
 }
 
 #: CPython's asyncio suites run on our loop: C-facing, but most of the
