@@ -440,6 +440,29 @@ module_stats(PyObject *m, PyObject *Py_UNUSED(ignored))
                          (Py_ssize_t)st->loop.handle.freelist[1].len);
 }
 
+/* _clear_freelists(): free the dead Futures, Handles and TimerHandles kept
+ * for reuse, as gc.collect() frees CPython's own freelists; returns how
+ * many there were.  For leak hunts: a freelist filling up (up to
+ * TCG_FREELIST_MAX objects each) looks like growth. */
+static PyObject *
+module_clear_freelists(PyObject *m, PyObject *Py_UNUSED(ignored))
+{
+    tcg_state *st = tcg_state_if_live(m);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    tcg_freelist *lists[] = {&st->fut.freelist,
+                             &st->loop.handle.freelist[0],
+                             &st->loop.handle.freelist[1]};
+    long n = 0;
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        n += lists[i]->len;
+        tcg_freelist_clear(lists[i]);
+    }
+    return PyLong_FromLong(n);
+}
+
 /* What the two setters below share: store `value` (a callable, or None
  * for NULL) in the common state's field at `offset`.  Not into a cleared
  * state, whose fields must stay NULL. */
@@ -487,6 +510,8 @@ static PyMethodDef module_methods[] = {
     {"_set_log_hook", module_set_log_hook, METH_O,
      "Make the C code log through hook(logger, msg, args, exc) (None: "
      "logger.error)."},
+    {"_clear_freelists", module_clear_freelists, METH_NOARGS,
+     "Free the Futures and Handles kept for reuse; returns how many."},
     {"_stats", module_stats, METH_NOARGS,
      "Counts of coroutine calls, Runner steps and loop iterations made by "
      "the C code since import, and the number of objects on each freelist."},

@@ -162,6 +162,14 @@ def run_briefly(loop, n=1):
 
 # ---- programs in a fresh interpreter ---------------------------------------
 
+# The default warning filters of a release build (a debug build has none),
+# in -W order: the last one wins.
+_RELEASE_WARNING_FILTERS = (
+    "ignore::DeprecationWarning", "ignore::PendingDeprecationWarning",
+    "ignore::ImportWarning", "ignore::ResourceWarning",
+    "default::DeprecationWarning:__main__")
+
+
 def _child_env(devmode):
     # The package under test, wherever it is installed (source tree or
     # site-packages), then whatever else this interpreter can import.
@@ -175,6 +183,11 @@ def _child_env(devmode):
     env.pop("PYTHONASYNCIODEBUG", None)
     if devmode:
         env["PYTHONDEVMODE"] = "1"
+    elif hasattr(sys, "gettotalrefcount") and "PYTHONWARNINGS" not in env:
+        # A debug interpreter starts with no warning filters, so it shows
+        # ResourceWarning (an unclosed loop at exit) as development mode
+        # does: outside it, the filters a release build starts with.
+        env["PYTHONWARNINGS"] = ",".join(_RELEASE_WARNING_FILTERS)
     if _asan_loaded():
         # Leak checking on; a leak report does not set the exit status
         # (3.12 and 3.13 leak objects of their own at exit): the reports

@@ -229,8 +229,9 @@ def test_pending_coroutine_future_does_not_leak_after_finish(impl, gc_disabled):
 
 @pytest.mark.skipif(not hasattr(sys, "gettotalrefcount"),
                     reason="needs a debug interpreter (sys.gettotalrefcount)")
-def test_no_reference_growth():
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+def test_no_reference_growth(monkeypatch):
+    monkeypatch.syspath_prepend(
+        os.path.join(os.path.dirname(__file__), "..", "tools"))
     import refleak_runner
     deltas = refleak_runner.measure(cycles=2000, rounds=4)
     assert max(deltas[1:]) <= 0, deltas

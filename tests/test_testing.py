@@ -624,8 +624,10 @@ def test_http_test_case_without_get_app(lib):
     assert "NotImplementedError" in text(result)
     if lib.ours:
         assert "NoApp must override get_app()" in text(result)
-        # No tearDown ran, yet nothing is left open or set.
+        # No tearDown ran, yet nothing is left open or set: not the loop,
+        # nor the client (AsyncHTTPClient's cache would keep both).
         assert case.io_loop.asyncio_loop.is_closed()
+        assert case.http_client._closed
         from tornado_cgen.loop import _current_loop
         assert _current_loop(running=False) is None
 

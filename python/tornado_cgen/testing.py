@@ -565,6 +565,10 @@ def _http_test_cases():
             self.addCleanup(sock.close)      # the server's once it listens
             self.__port = port
             self.http_client = self.get_http_client()
+            # Closed by tearDown, else (setUp failed further on) here: an
+            # open client stays in AsyncHTTPClient's cache, and keeps the
+            # loop it is keyed by alive, for good.  (close() is idempotent.)
+            self.addCleanup(self.http_client.close)
             self._app = self.get_app()
             self.http_server = self.get_http_server()
             self.http_server.add_sockets([sock])
