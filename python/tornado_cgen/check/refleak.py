@@ -366,11 +366,7 @@ def run(ctx):
                  "needs the source checkout (its tests/)")
         return
     check_tools(ctx, tree)
-    try:
-        from .suite_leaks import run_suite_leaks
-    except ImportError:
-        ctx.skip("per-test leak check over the suite", "not built yet")
-        return
+    from .suite_leaks import run_suite_leaks
     run_suite_leaks(ctx, tree, sys.executable, dict(os.environ), ctx.soak)
 
 
