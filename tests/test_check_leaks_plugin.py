@@ -92,6 +92,11 @@ def run_suite(pytester, monkeypatch):
     return run
 
 
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="the check runs the plugin on CPython 3.11 (Debian's debug "
+    "build); 3.10's and 3.12's allocators keep a block between runs of a "
+    "clean test")
 def test_leaks_found_and_only_they(run_suite):
     result, data, by_name = run_suite("--refleak=2:3")
     assert by_name["test_keeps_an_object_a_run"]["leaks"][-1] == "blocks"
