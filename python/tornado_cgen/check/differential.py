@@ -39,7 +39,6 @@ the cancelled future (a deliberate difference)
 Needs the source checkout (``tools/difftest.py``), hypothesis and
 Tornado >= 6.6 (the oracle's cancellation semantics).
 """
-import gc
 import importlib.util
 import json
 import os
@@ -214,7 +213,7 @@ def judge(dt, prog, stats, impls=None):
     bad = set(dt.diverges(traces))
     if bad:
         # Confirm, with a longer run_sync timeout (a loaded machine can
-        # stretch a 50 ms run past it).  Only a difference that is there
+        # stretch a short run past HANG).  Only a difference that is there
         # both times counts; the rest is the harness's timing.
         again = dt.run_prog(prog, impls, hang=HANG_RERUN)
         bad &= set(dt.diverges(again))
@@ -285,12 +284,8 @@ def random_property(dt, examples, seed, stats, progress=None, known=None,
                 return    # shrinking took long enough: keep what we have
             if progress:
                 progress({"prog": prog})
-            # difftest collects after every run (a program's abandoned
-            # coroutines finish there); hypothesis's own objects would make
-            # that collection slower than the program.
-            gc.freeze()
             bad, traces = judge(dt, prog, stats, impls)
-            seen[src] = (bad, traces)
+            seen[src] = (bad, traces if bad else None)
             if bad:
                 first.append(time.monotonic())
         bad, traces = seen[src]
@@ -307,8 +302,6 @@ def random_property(dt, examples, seed, stats, progress=None, known=None,
             return prog, bad, traces, "%s: %s" % (type(e).__name__,
                                                   str(e)[:400])
         raise
-    finally:
-        gc.unfreeze()
     return None
 
 
@@ -320,15 +313,12 @@ def minimise(dt, prog, bad, budget=150, impls=None, progress=None):
     def still(cand):
         if progress:
             progress({"status": "minimising"})
-        gc.freeze()
         b, _ = judge(dt, cand, scratch, impls)
         return tuple(b) == key
     try:
         return dt.minimise(prog, still, budget)
     except Exception:
         return prog
-    finally:
-        gc.unfreeze()
 
 
 # --------------------------------------------------------------------------
@@ -653,10 +643,12 @@ def cancel_property(dt, examples, seed, stats, progress=None,
                 return    # shrinking took long enough: keep what we have
             if progress:
                 progress({"cancel": p})
-            gc.freeze()
-            seen[key] = judge_cancel(dt, p, stats)
-            if seen[key][0] or seen[key][1]:
+            res = judge_cancel(dt, p, stats)
+            if res[0] or res[1]:
                 first.append(time.monotonic())
+            else:
+                res = (res[0], res[1], None, None, None)
+            seen[key] = res
         bad, tornado_bad, src, want, got = seen[key]
         if bad or tornado_bad:
             who = bad or ["tornado"]
@@ -675,8 +667,6 @@ def cancel_property(dt, examples, seed, stats, progress=None,
             src, who, text = failing[-1]
             return src, who, text[:1200]
         raise
-    finally:
-        gc.unfreeze()
     return None
 
 
