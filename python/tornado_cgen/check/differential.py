@@ -26,9 +26,10 @@ the cancelled future (a deliberate difference)
     ``result()``, ``BaseException``s included, is thrown into the
     generator (Tornado lets a ``BaseException`` escape its Runner into
     the loop, and the coroutine hangs); ``multi``'s first failure, a
-    ``CancelledError`` included, is its result and every later one is
-    logged as "Multiple exceptions in yield list" unless it is a
-    ``CancelledError`` or one of ``quiet_exceptions``.  A recursive
+    ``CancelledError`` included, is its result (first in the order of its
+    children, once all are done, as Tornado's ``multi_future``) and every
+    later one is logged as "Multiple exceptions in yield list" unless it
+    is a ``CancelledError`` or one of ``quiet_exceptions``.  A recursive
     strategy builds trees of done / failing / cancelled / pending futures,
     lists, dicts, ``multi`` and sub-coroutines with at least one
     cancellation; a model written from those sentences says what each
