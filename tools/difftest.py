@@ -329,12 +329,18 @@ def run_source(impl, body, run_mode="timeout", hang=0.05, asyncio_log=False):
         lg.addHandler(_CAPTURE)
         lg.propagate = False
         lg.setLevel(logging.DEBUG)
+    # The program's gc.collect() calls (and the teardown's) scan only what
+    # was made since: otherwise they cost what the process holds (pytest,
+    # hypothesis, the helper's history), and a program with a few of them
+    # outlasts HANG in one process and not in another.
+    gc.freeze()
     try:
         with warnings.catch_warnings():
             # (programs leave coroutines unawaited, futures unretrieved)
             warnings.simplefilter("ignore")
             return _run_source(impl, body, run_mode, hang, asyncio_log)
     finally:
+        gc.unfreeze()
         for lg, propagate, level in saved:
             lg.removeHandler(_CAPTURE)
             lg.propagate = propagate
