@@ -258,43 +258,57 @@ def check_standalone(ctx):
         io.close(all_fds=False)
 
 
+def tornado_cycle():
+    """A Tornado coroutine for one cycle of everything install() routes to
+    the C Runner and loop: a future resolved by add_callback, a moment, a
+    list and a dict of coroutines, timers set and removed, a sleep, a
+    with_timeout expiring, a failing sub-coroutine caught.  Call it after
+    install(): the coroutines are decorated then.  (tools/refleak_install.py
+    runs the same cycle.)"""
+    from tornado import gen
+    from tornado.concurrent import Future
+
+    @gen.coroutine
+    def leaf(x):
+        return x
+
+    @gen.coroutine
+    def failing():
+        yield gen.moment
+        raise KeyError("expected")
+
+    @gen.coroutine
+    def one_cycle(io):
+        f = Future()
+        io.add_callback(f.set_result, 1)
+        v = yield f
+        yield gen.moment
+        a, b = yield [leaf(1), leaf(2)]
+        d = yield {"x": leaf(3)}
+        io.remove_timeout(io.call_later(10, lambda: None))
+        io.call_at(io.time() - 1, lambda: None)
+        yield gen.sleep(0)
+        try:
+            yield gen.with_timeout(io.time() + 0.0001, Future())
+        except gen.TimeoutError:
+            pass
+        try:
+            yield failing()
+        except KeyError:
+            pass
+        return v + a + b + d["x"]
+
+    return one_cycle
+
+
 INSTALLED = r'''
-import gc, sys
+import sys
 import tornado_cgen
 tornado_cgen.install()
-from tornado import gen, ioloop
-from tornado.concurrent import Future
-from tornado_cgen.check.refleak import growth_per_cycle
+from tornado import ioloop
+from tornado_cgen.check.refleak import growth_per_cycle, tornado_cycle
 
-@gen.coroutine
-def leaf(x):
-    return x
-
-@gen.coroutine
-def failing():
-    yield gen.moment
-    raise KeyError("expected")
-
-@gen.coroutine
-def one_cycle(io):
-    f = Future()
-    io.add_callback(f.set_result, 1)
-    v = yield f
-    yield gen.moment
-    a, b = yield [leaf(1), leaf(2)]
-    d = yield {"x": leaf(3)}
-    io.remove_timeout(io.call_later(10, lambda: None))
-    yield gen.sleep(0)
-    try:
-        yield gen.with_timeout(io.time() + 0.0001, Future())
-    except gen.TimeoutError:
-        pass
-    try:
-        yield failing()
-    except KeyError:
-        pass
-    return v + a + b + d["x"]
-
+one_cycle = tornado_cycle()
 io = ioloop.IOLoop.current()
 calls = tornado_cgen._core._stats()["coroutine_calls"]
 
