@@ -7,6 +7,8 @@ loop, on tornado_cgen over asyncio's loop and under install(); programs
 with cancelled futures must do what README documents.  The check runs
 thousands; ``--soak`` tens of thousands.
 """
+import os
+
 import pytest
 
 pytest.importorskip("hypothesis", reason="the properties are hypothesis's")
@@ -18,7 +20,10 @@ if tornado.version_info < (6, 6):
 
 from tornado_cgen.check import differential as D  # noqa: E402
 
-dt = D.load_difftest()
+# The tester of this checkout (the tests are always run from one).
+dt = D.load_difftest(os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+    "difftest.py"))
 
 
 @pytest.fixture(autouse=True)
