@@ -789,7 +789,9 @@ loop_call_at(PyObject *self, PyObject *const *args, size_t nargsf,
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *callback, *context;
     double when;
-    /* asyncio's order: None, closed, then the value. */
+    /* asyncio's order: None, closed, then the value.  The value's
+     * arithmetic may run Python code (__radd__, __float__) that closes the
+     * loop: get_time_arg checks again after it. */
     if (parse_callback_args(args, nargs, kwnames, 1, "call_at", &callback,
                             &context) < 0) {
         return NULL;
@@ -799,7 +801,7 @@ loop_call_at(PyObject *self, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     if (check_closed(lp) < 0 ||
-        get_time_arg(args[0], "when cannot be None", NULL, &when) < 0 ||
+        get_time_arg(args[0], "when cannot be None", lp, &when) < 0 ||
         check_nan_time(when) < 0 ||
         (TCG_UNLIKELY(lp->debug) &&
          debug_checks(lp, callback, "call_at") < 0)) {

@@ -88,6 +88,23 @@ def test_call_later_not_a_number_is_type_error(loop, closed_loop, delay):
         closed_loop.call_later(delay, noop)
 
 
+@pytest.mark.parametrize("method", ["call_at", "call_later"])
+def test_time_whose_arithmetic_closes_the_loop(method):
+    # call_at checks the closed loop before it reads the value; reading it
+    # runs Python code (__radd__ here, __float__ of what that returns):
+    # a loop that code closed takes no timer.
+    lp = tornado_cgen.new_event_loop()
+
+    class Closer:
+        def __radd__(self, other):
+            lp.close()
+            return other + 1.0
+
+    with pytest.raises(RuntimeError):
+        getattr(lp, method)(Closer(), noop)
+    assert lp.is_closed()
+
+
 def test_time_arguments_still_accept_numbers(loop):
     import fractions
     for v in (0, 1, 0.5, True, fractions.Fraction(1, 2), float("inf")):
