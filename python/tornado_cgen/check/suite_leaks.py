@@ -180,6 +180,11 @@ def _report(ctx, name, cfg, soak, data, rc, elapsed, out, killed):
                      "_leaks_plugin --refleak=%s --refleak-types NODEID"
                      % (os.path.basename(sys.executable), cfg["spec"]))
     notes += ["FAILED " + n for n in failed]
+    if failed:
+        # What the failures said (pytest's "E" lines), to tell a timing
+        # from a defect without a rerun.
+        said = [ln for ln in out.splitlines() if ln.startswith("E ")]
+        notes.append("\n".join(said[:20])[-2000:])
     notes += ["UNSTABLE %s: %s" % (n, s["unstable"][n]) for n in unstable]
     for r in known:
         notes.append("known, not ours: %s (%s)" % (r["nodeid"],
