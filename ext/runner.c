@@ -823,6 +823,68 @@ fail:
     return NULL;
 }
 
+/* A child the fast path below takes: a finished Future of ours with a
+ * result. */
+static inline int
+multi_child_has_result(tcg_state *st, PyObject *c)
+{
+    return tcg_Future_CheckExact(st, c) &&
+           ((tcg_FutureObject *)c)->status == TCG_FUT_FINISHED &&
+           ((tcg_FutureObject *)c)->exception == NULL;
+}
+
+/* The common case of multi_collect() in one pass: an exact list or dict
+ * whose children are all finished Futures of ours with a result.  Nothing
+ * needs converting and no Python code runs, so the outcome is the results
+ * (a dict, keyed by str or int, keeps the children's keys in their order:
+ * Tornado's dict(zip(keys, results))).  Returns that value, or NULL: with
+ * an exception set on failure, without one when the children are not all
+ * like that, and then nothing has changed (reading a result has no side
+ * effect for a future without an exception) and the general path does
+ * everything. */
+static PyObject *
+multi_all_finished(tcg_state *st, PyObject *children)
+{
+    if (PyList_CheckExact(children)) {
+        Py_ssize_t n = PyList_GET_SIZE(children);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!multi_child_has_result(st, PyList_GET_ITEM(children, i))) {
+                return NULL;
+            }
+        }
+        PyObject *results = PyList_New(n);
+        for (Py_ssize_t i = 0; results != NULL && i < n; i++) {
+            PyObject *f = PyList_GET_ITEM(children, i);
+            PyList_SET_ITEM(results, i,
+                            Py_NewRef(((tcg_FutureObject *)f)->result));
+        }
+        return results;
+    }
+    if (!PyDict_CheckExact(children)) {
+        return NULL;
+    }
+    PyObject *results = tcg_dict_presized(PyDict_GET_SIZE(children));
+    if (results == NULL) {
+        return NULL;
+    }
+    /* A str or int key's hash is no Python call, so inserting runs no
+     * code, and PyDict_Next allows that (it is another dict). */
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(children, &pos, &k, &v)) {
+        if (!multi_child_has_result(st, v) ||
+            !(PyUnicode_CheckExact(k) || PyLong_CheckExact(k))) {
+            Py_DECREF(results);
+            return NULL;
+        }
+        if (PyDict_SetItem(results, k, ((tcg_FutureObject *)v)->result) < 0) {
+            Py_DECREF(results);
+            return NULL;
+        }
+    }
+    return results;
+}
+
 /* Convert `children` (a dict, or any sequence) and gather them.  Returns
  * MULTI_DONE with the results in *out, MULTI_FAILED with the first failure
  * set, MULTI_PENDING with a pending Future in *out, or -1 if a child could
@@ -832,7 +894,13 @@ multi_collect(tcg_state *st, PyObject *children, PyObject *quiet,
               PyObject **out)
 {
     PyObject *keys = NULL, *seq;
-    *out = NULL;
+    *out = multi_all_finished(st, children);
+    if (*out != NULL) {
+        return MULTI_DONE;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
     /* Lists and dicts nest (and may contain themselves): bounded like
      * Python recursion, as Tornado's RecursionError is. */
     if (Py_EnterRecursiveCall(" in multi()")) {

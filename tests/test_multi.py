@@ -277,3 +277,59 @@ def test_results_list_never_seen_half_built(impl):
         assert impl.gen.multi([a, b]).result() == [1, 2]
 
     run(main)
+
+
+def _finished(impl, value):
+    f = impl.concurrent.Future()
+    f.set_result(value)
+    return f
+
+
+def test_all_finished_children_results_in_order(impl):
+    # Every child already has a result: a list gives a new list, a dict a
+    # new plain dict with the children's keys in their order (str, int and
+    # other keys alike), from yield and from multi() alike.
+    class Key:
+        def __init__(self, name):
+            self.name = name
+
+        def __hash__(self):
+            return hash(self.name)
+
+        def __eq__(self, other):
+            return isinstance(other, Key) and other.name == self.name
+
+    k = Key("k")
+
+    @impl.gen.coroutine
+    def main():
+        futs = [_finished(impl, i) for i in range(12)]
+        res = yield futs
+        assert res == list(range(12)) and res is not futs
+        assert type(res) is list
+        keyed = {"b": futs[0], 3: futs[1], "a": futs[2]}
+        res = yield keyed
+        assert type(res) is dict
+        assert list(res.items()) == [("b", 0), (3, 1), ("a", 2)]
+        res = yield {"x": futs[3], k: futs[4]}
+        assert list(res.items()) == [("x", 3), (k, 4)]
+        m = impl.gen.multi({"z": futs[5], "y": futs[6]})
+        assert m.done() and list(m.result().items()) == [("z", 5), ("y", 6)]
+        assert (yield []) == [] and (yield {}) == {}
+        # A child with no result yet, a failed child, None: the general
+        # rules (wait; the first failure; a moment).
+        f = impl.concurrent.Future()
+        impl.ioloop.IOLoop.current().add_callback(f.set_result, "late")
+        assert (yield {"a": futs[7], "f": f}) == {"a": 7, "f": "late"}
+        bad = impl.concurrent.Future()
+        bad.set_exception(KeyError("bad"))
+        try:
+            yield [futs[8], bad, futs[9]]
+        except KeyError as e:
+            assert e.args == ("bad",)
+        else:
+            raise AssertionError("no KeyError")
+        assert (yield [futs[10], None]) == [10, None]
+        return "ok"
+
+    assert impl.ioloop.IOLoop.current().run_sync(main) == "ok"
