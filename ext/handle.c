@@ -298,14 +298,16 @@ tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
     }
     else {
         if (args != NULL) {
-            res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0),
-                                      PyTuple_GET_SIZE(args), NULL);
+            res = tcg_call(cb, &PyTuple_GET_ITEM(args, 0),
+                           PyTuple_GET_SIZE(args), NULL);
         }
         else if (a1 != NULL) {
-            res = PyObject_CallOneArg(cb, a1);
+            PyObject *argv[2] = {NULL, a1};
+            res = tcg_call(cb, argv + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                           NULL);
         }
         else {
-            res = PyObject_CallNoArgs(cb);
+            res = tcg_call(cb, NULL, 0, NULL);
         }
         if (res != NULL && tornado && res != Py_None) {
             /* Tornado: a returned awaitable is awaited, its failure

@@ -1824,7 +1824,7 @@ coroutine_call(PyObject *self, PyObject *const *args, size_t nargsf,
     tcg_core core = {NULL, Py_NewRef(ctx), Py_NewRef(fut), NULL};
     RunnerObject *runner = NULL;
     int rc;
-    PyObject *res = PyObject_Vectorcall(co->func, args, nargsf, kwnames);
+    PyObject *res = tcg_call(co->func, args, nargsf, kwnames);
     if (res == NULL) {
         rc = core_fail(st, &core, NULL);
     }

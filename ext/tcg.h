@@ -57,6 +57,26 @@ _Noreturn void tcg_assert_failed(const char *cond, const char *file,
 #define TCG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TCG_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* ---- calls on the hot paths --------------------------------------------
+ *
+ * callable(*args) where a call per coroutine or per callback is paid.  A
+ * Python function is called through its own vectorcall slot: the same
+ * call PyObject_Vectorcall makes, without looking the slot up through the
+ * type and without the result check, which only catches C functions that
+ * return a value with an exception set (or NULL without one); the
+ * interpreter never does.  Anything else goes through PyObject_Vectorcall.
+ */
+static inline PyObject *
+tcg_call(PyObject *callable, PyObject *const *args, size_t nargsf,
+         PyObject *kwnames)
+{
+    if (PyFunction_Check(callable)) {
+        return ((PyFunctionObject *)callable)->vectorcall(callable, args,
+                                                         nargsf, kwnames);
+    }
+    return PyObject_Vectorcall(callable, args, nargsf, kwnames);
+}
+
 /* ---- freelists ----------------------------------------------------------
  *
  * A LIFO stack of dead objects of one exact GC type, kept for reuse (the

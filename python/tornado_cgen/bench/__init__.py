@@ -8,7 +8,7 @@ Running it
     python -m tornado_cgen bench --quick          # smoke run, seconds
     python -m tornado_cgen bench --cases 1,2,6 --impl tcg,uvloop --rounds 9
     python -m tornado_cgen bench --json out.json --plot out.png
-    python -m tornado_cgen bench --callgrind --no-timing   # Ir/op, cases 1,2,6
+    python -m tornado_cgen bench --callgrind --no-timing   # Ir/op, cases 1-10
     python -m tornado_cgen bench --syscalls --cases 6      # strace, syscalls/op
     python -m tornado_cgen bench --gc-off --cases 2        # diagnosis only
     python -m tornado_cgen bench --cases 11 --rounds 7     # HTTP, wrk
@@ -23,7 +23,7 @@ gen on the C Runner, its IOLoop on the C loop), ``asyncio`` native ``async
 def`` on asyncio's default loop, ``uvloop`` the same on uvloop.  Those not
 installed are shown as n/a.  Cases 9 and 10 also get a
 ``floor`` column: the same ping-pong in C (``bench/floor.py``, built with
-``cc`` on first use), which DESIGN's targets for those cases refer to.
+``cc`` on first use), which the targets of those cases refer to.
 
 How to read the table
 =====================
@@ -39,9 +39,10 @@ How to read the table
   that implementation's ns divided by tcg's ns, from the same run.  ``3.0x``
   means tornado_cgen does the operation in a third of the time; below
   ``1x`` it is slower.
-* **target** is the DESIGN goal for the case, followed by this run's value
-  in the goal's own terms: "<= 0.7x native await: 0.64x" is a time ratio
-  (tcg's ns / asyncio's ns), ">= 30x Tornado: 56x" a speed-up (Tornado's
+* **target** is the project's goal for the case (``bench/cases.py``, and
+  the README's table), followed by this run's value
+  in the goal's own terms: "<= 0.6x native await: 0.54x" is a time ratio
+  (tcg's ns / asyncio's ns), ">= 40x Tornado: 56x" a speed-up (Tornado's
   ns / tcg's ns).  **verdict**: PASS (every target met), MISS (one
   missed), n/a (tcg or the anchor has no number).
 * **n/a** means the implementation cannot express the case (or a
@@ -50,7 +51,7 @@ How to read the table
   traceback in the JSON: never a number.
 * Lines under the table say exactly what each column ran for each case
   (e.g. case 10: asyncio protocols vs Tornado's IOStream).
-* The **row T table** (DESIGN: cases 1-10 as Tornado code under
+* The **row T table** (cases 1-10 as Tornado code under
   install()) puts, for each case, tcg's speed-up over Tornado beside
   tornado+install's, and their ratio, the **share** (= tcg's ns /
   tornado+install's ns); the target is a share of at least 80% in cases

@@ -30,10 +30,10 @@ def build_parser():
                    help="bar chart of the ratios (needs matplotlib)")
     p.add_argument("--callgrind", action="store_true",
                    help="also count instructions per op with valgrind's "
-                        "callgrind at two sizes (cases 1,2,6 unless --cases)")
+                        "callgrind at two sizes (cases 1-10 unless --cases)")
     p.add_argument("--syscalls", action="store_true",
                    help="also count syscalls per op with strace -c at two "
-                        "sizes (cases 1,2,6 unless --cases)")
+                        "sizes (cases 1-10 unless --cases)")
     p.add_argument("--no-timing", action="store_true",
                    help="skip the wall-clock table (with --callgrind/--syscalls)")
     p.add_argument("--gc-off", action="store_true",

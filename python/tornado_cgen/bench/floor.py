@@ -1,6 +1,6 @@
 """The C floor for the I/O cases (9 and 10), measured on this machine.
 
-DESIGN's targets for cases 9 and 10 are "<= 1.2x the C floor": the same
+The targets of cases 9 and 10 are "<= 1.1x the C floor": the same
 ping-pong done by a small C program with epoll (level-triggered, one thread,
 both ends in one loop, as the Python loops do).  It is compiled with the
 system C compiler on first use (cached in the temp directory by source

@@ -50,7 +50,7 @@ def plot(doc, path):
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(cases)))
     ax.set_xticklabels(["%s\n%s" % (cid, verdict) for cid, verdict, _ in cases])
-    ax.set_xlabel("case (DESIGN verdict for tornado_cgen)")
+    ax.set_xlabel("case (verdict for tornado_cgen against its targets)")
     ax.set_ylabel("speed vs native asyncio (asyncio ns / ns), log")
     ax.set_title("tornado-cgen bench, %s, Python %s"
                  % (doc["date"], doc["python"]["version"]))

@@ -49,7 +49,7 @@ def _verdict(targets):
 def evaluate(case, results, subject=None):
     """``(targets, verdict)`` for the targets of ``subject`` (default: the
     case's main subject, see :func:`main_subject`; ``"all"``: every
-    target): each DESIGN target with ``met`` True, False or None (not
+    target): each of the case's targets with ``met`` True, False or None (not
     measurable: a number is missing); the verdict is MISS if any target is
     missed, PASS if all are met, else n/a."""
     if subject is None:
@@ -240,7 +240,7 @@ def format_table(doc):
     lines += _grid(head, rows, set(range(2, len(head) - 2)))
     lines.append("")
     lines.append("vs X = X's ns / tcg's ns (above 1: tornado_cgen is faster). "
-                 "Target: the DESIGN goal and this run's value in the goal's "
+                 "Target: the project's goal and this run's value in the goal's "
                  "own terms")
     lines.append("(a time ratio tcg/X for \"<=\" goals, a speed-up X/tcg for "
                  "\">=\" goals). Verdict: every target met (PASS), one missed "
@@ -282,7 +282,7 @@ def _ok_value(results, name, stat):
 
 
 def format_install_table(doc):
-    """DESIGN row T: Tornado's code under install() against standalone
+    """Row T: Tornado's code under install() against standalone
     tornado_cgen, both as speed-ups over Tornado (cases that are not HTTP
     cases and have a tornado+install number)."""
     from .impls import HTTP_CASES
@@ -311,12 +311,12 @@ def format_install_table(doc):
     lab = _label(INSTALL)
     head = ["#", "case", "tornado", "tcg", lab, "tcg vs tornado",
             lab + " vs tornado", "share", "target", "verdict"]
-    lines = ["Tornado's code under install() (DESIGN row T), ns per op, best "
+    lines = ["Row T, Tornado's code under install(), ns per op, best "
              "of the rounds: %s's speed-up over Tornado as a share of "
              "tcg's" % lab]
     lines += _grid(head, rows, set(range(2, len(head) - 1)))
     lines.append("share = (tornado / %s) / (tornado / tcg) = tcg's ns / %s's "
-                 "ns; DESIGN wants >= 80%% in cases 1-8. Case 10: tcg runs "
+                 "ns; the target is >= 80%% in cases 1-8. Case 10: tcg runs "
                  "asyncio protocols, tornado and %s Tornado's IOStream."
                  % (lab, lab, lab))
     return lines
