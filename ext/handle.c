@@ -275,18 +275,26 @@ run_in_foreign_context(PyObject *ctx, PyObject *cb, PyObject *a1,
     return res;
 }
 
-int
-tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
+/* The handle to report a failure of `cb` with: `h`, or for a loop's
+ * inline entry (h NULL) one made now, as the entry's handle would have
+ * been.  New reference, or NULL with the exception set. */
+static tcg_HandleObject *
+handle_for_report(tcg_state *st, tcg_HandleObject *h, PyObject *loop,
+                  PyObject *cb, PyObject *a1, PyObject *ctx, unsigned flags)
 {
-    if (h->callback == NULL) {
-        return 0;   /* cancelled */
+    if (h != NULL) {
+        return (tcg_HandleObject *)Py_NewRef(h);
     }
-    /* Own everything we use: the callback may cancel its own handle. */
-    PyObject *cb = Py_NewRef(h->callback);
-    PyObject *a1 = Py_XNewRef(h->arg1);
-    PyObject *args = Py_XNewRef(h->args);
-    PyObject *ctx = Py_XNewRef(h->context);
-    bool tornado = (h->flags & TCG_H_TORNADO) != 0;
+    return tcg_handle_new(st, loop, cb, a1 ? &a1 : NULL, a1 != NULL, ctx,
+                          flags & TCG_H_TORNADO, 0.0);
+}
+
+int
+tcg_callback_run(tcg_state *st, PyObject *loop, PyObject *cb, PyObject *a1,
+                 PyObject *args, PyObject *ctx, unsigned flags,
+                 tcg_HandleObject *h)
+{
+    bool tornado = (flags & TCG_H_TORNADO) != 0;
     int rc = 0;
 
     PyObject *res;
@@ -314,7 +322,7 @@ tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
              * logged; still in the callback's context, so that the Task
              * a native coroutine becomes runs in it too. */
             PyObject *r2 = PyObject_CallMethodOneArg(
-                h->loop, st->loop.handle.str_run_callback_result, res);
+                loop, st->loop.handle.str_run_callback_result, res);
             Py_DECREF(res);
             res = r2;
         }
@@ -341,12 +349,47 @@ tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
                 report_tornado(st, cb, argt);
             }
             else {
-                rc = report_asyncio(st, h, cb, argt);
+                /* The callback's exception is kept aside while the
+                 * handle is made: making it may fail too. */
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                tcg_HandleObject *eh = handle_for_report(st, h, loop, cb, a1,
+                                                         ctx, flags);
+                if (eh == NULL) {
+                    /* The new error is reported instead. */
+                    Py_XDECREF(type);
+                    Py_XDECREF(value);
+                    Py_XDECREF(tb);
+                    rc = is_fatal_exception() ? -1 : 0;
+                    if (rc == 0) {
+                        PyErr_WriteUnraisable(loop);
+                    }
+                }
+                else {
+                    PyErr_Restore(type, value, tb);
+                    rc = report_asyncio(st, eh, cb, argt);
+                    Py_DECREF(eh);
+                }
             }
             Py_XDECREF(argt);
         }
     }
     Py_XDECREF(res);
+    return rc;
+}
+
+int
+tcg_handle_run(tcg_state *st, tcg_HandleObject *h)
+{
+    if (h->callback == NULL) {
+        return 0;   /* cancelled */
+    }
+    /* Own everything we use: the callback may cancel its own handle. */
+    PyObject *cb = Py_NewRef(h->callback);
+    PyObject *a1 = Py_XNewRef(h->arg1);
+    PyObject *args = Py_XNewRef(h->args);
+    PyObject *ctx = Py_XNewRef(h->context);
+    int rc = tcg_callback_run(st, h->loop, cb, a1, args, ctx, h->flags, h);
     Py_DECREF(cb);
     Py_XDECREF(a1);
     Py_XDECREF(args);

@@ -80,6 +80,15 @@ int tcg_handle_cancel(tcg_HandleObject *h);
  * live (not cleared). */
 int tcg_handle_run(tcg_state *st, tcg_HandleObject *h);
 
+/* What tcg_handle_run() does, for a callback given by its parts (all
+ * borrowed): callback(a1), callback(*args) or callback(), in `ctx` (NULL:
+ * the current context), with TCG_H_TORNADO's rules if `flags` has it.
+ * `h` is the handle being run, or NULL for a callback the loop keeps
+ * without one (a handle is then made only to report a failure). */
+int tcg_callback_run(tcg_state *st, PyObject *loop, PyObject *cb,
+                     PyObject *a1, PyObject *args, PyObject *ctx,
+                     unsigned flags, tcg_HandleObject *h);
+
 /* ---- what the loop may read and change ------------------------------- */
 
 static inline bool

@@ -1,6 +1,7 @@
 /* loop.c: the event loop's C core, tornado_cgen._core.Loop.
  *
- * Owns: the ready queue (a ring buffer of handles), the timer heap (a binary
+ * Owns: the ready queue (a ring buffer of handles, and of callbacks kept
+ * without one: see ready_entry), the timer heap (a binary
  * heap of (deadline, sequence, handle) with lazy deletion of cancelled
  * timers), epoll readiness with one reader and one writer handle per fd, the
  * eventfd that wakes a sleeping loop from other threads, and the iteration
@@ -60,13 +61,27 @@ typedef struct {
     uint32_t mask;              /* what epoll has registered for the fd */
 } fd_entry;
 
+/* One ready callback: a Handle, or a callback that nobody outside the
+ * loop can see, kept inline without one.  The loop's own wakeups (a
+ * future's done callbacks, a coroutine's moment) and Tornado's
+ * add_callback (which returns nothing) never show their handle, so they
+ * skip making, tracking and freeing one per callback; a failure report,
+ * or asyncio's debug mode, makes the handle the entry would have had. */
+typedef struct {
+    tcg_HandleObject *handle;   /* strong; NULL for an inline entry */
+    PyObject *callback;         /* inline: strong */
+    PyObject *arg;              /* inline: the one argument (strong) or NULL */
+    PyObject *context;          /* inline: strong */
+    unsigned flags;             /* inline: 0 or TCG_H_TORNADO */
+} ready_entry;
+
 typedef struct {
     PyObject_HEAD
     PyObject *module;         /* strong: keeps `st` valid to the end, even
                                * when finalization clears types first */
     tcg_state *st;            /* the module's state */
 
-    tcg_HandleObject **ring;  /* ready handles, strong; capacity power of 2 */
+    ready_entry *ring;        /* ready callbacks; capacity a power of 2 */
     size_t ring_cap, ring_head, ring_len;
 
     timer_entry *heap;
@@ -140,10 +155,28 @@ loop_wakeup(tcg_LoopObject *lp)
 /* Slot `i` of the live region (0 = the head). */
 #define RING_AT(lp, i) ((lp)->ring[((lp)->ring_head + (i)) & ((lp)->ring_cap - 1)])
 
+/* Whether a slot holds an entry (debug builds empty the slots they pop). */
+static inline bool
+entry_used(const ready_entry *e)
+{
+    return e->handle != NULL || e->callback != NULL;
+}
+
+/* Drop an entry's references (it is out of the ring: this may run code). */
+static inline void
+entry_release(ready_entry *e)
+{
+    Py_XDECREF(e->handle);
+    Py_XDECREF(e->callback);
+    Py_XDECREF(e->arg);
+    Py_XDECREF(e->context);
+}
+
 #ifdef TCG_DEBUG
-/* The ring's shape, and: every live slot holds a handle, and the free
- * slots on either side of the live region are NULL (debug builds clear
- * what they pop), so head and length agree with the contents. */
+/* The ring's shape, and: every live slot holds a handle or a whole inline
+ * entry, and the free slots on either side of the live region are empty
+ * (debug builds clear what they pop), so head and length agree with the
+ * contents. */
 static void
 ring_check(tcg_LoopObject *lp)
 {
@@ -157,13 +190,20 @@ ring_check(tcg_LoopObject *lp)
     TCG_ASSERT(lp->ring_head < lp->ring_cap);
     TCG_ASSERT(lp->ring_len <= lp->ring_cap);
     for (size_t i = 0; i < lp->ring_len; i++) {
-        tcg_HandleObject *h = RING_AT(lp, i);
-        TCG_ASSERT(h != NULL);
-        TCG_ASSERT(Py_REFCNT(h) > 0);
+        const ready_entry *e = &RING_AT(lp, i);
+        if (e->handle != NULL) {
+            TCG_ASSERT(e->callback == NULL && e->arg == NULL &&
+                       e->context == NULL);
+            TCG_ASSERT(Py_REFCNT(e->handle) > 0);
+        }
+        else {
+            TCG_ASSERT(e->callback != NULL && e->context != NULL);
+            TCG_ASSERT((e->flags & ~TCG_H_TORNADO) == 0);
+        }
     }
     if (lp->ring_len < lp->ring_cap) {
-        TCG_ASSERT(RING_AT(lp, lp->ring_len) == NULL);       /* the tail */
-        TCG_ASSERT(RING_AT(lp, lp->ring_cap - 1) == NULL);   /* before head */
+        TCG_ASSERT(!entry_used(&RING_AT(lp, lp->ring_len)));   /* the tail */
+        TCG_ASSERT(!entry_used(&RING_AT(lp, lp->ring_cap - 1)));
     }
 }
 #else
@@ -174,7 +214,7 @@ static int
 ring_grow(tcg_LoopObject *lp)
 {
     size_t cap = lp->ring_cap ? lp->ring_cap * 2 : 64;
-    tcg_HandleObject **ring = PyMem_Malloc(cap * sizeof(*ring));
+    ready_entry *ring = PyMem_Malloc(cap * sizeof(*ring));
     if (ring == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -193,16 +233,16 @@ ring_grow(tcg_LoopObject *lp)
     return 0;
 }
 
-/* Append `h`, stealing the reference (released on failure too). */
+/* Append `e`, stealing its references (released on failure too). */
 static inline int
-ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
+ring_push_entry(tcg_LoopObject *lp, ready_entry e)
 {
     if (TCG_UNLIKELY(lp->ring_len == lp->ring_cap) && ring_grow(lp) < 0) {
-        Py_DECREF(h);
+        entry_release(&e);
         return -1;
     }
-    TCG_ASSERT(h != NULL && RING_AT(lp, lp->ring_len) == NULL);
-    RING_AT(lp, lp->ring_len) = h;
+    TCG_ASSERT(!entry_used(&RING_AT(lp, lp->ring_len)));
+    RING_AT(lp, lp->ring_len) = e;
     lp->ring_len++;
     if (TCG_UNLIKELY(lp->sleeping)) {
         loop_wakeup(lp);
@@ -210,18 +250,39 @@ ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
     return 0;
 }
 
-static inline tcg_HandleObject *
+/* Append `h`, stealing the reference (released on failure too). */
+static inline int
+ring_push(tcg_LoopObject *lp, tcg_HandleObject *h)
+{
+    TCG_ASSERT(h != NULL);
+    ready_entry e = {h, NULL, NULL, NULL, 0};
+    return ring_push_entry(lp, e);
+}
+
+/* Append callback(arg) (arg may be NULL) to run in `ctx`, stealing the
+ * three references (released on failure too). */
+static inline int
+ring_push_inline(tcg_LoopObject *lp, PyObject *callback, PyObject *arg,
+                 PyObject *ctx, unsigned flags)
+{
+    TCG_ASSERT(callback != NULL && ctx != NULL);
+    ready_entry e = {NULL, callback, arg, ctx, flags};
+    return ring_push_entry(lp, e);
+}
+
+/* The head entry, taken out: the caller owns its references. */
+static inline ready_entry
 ring_pop(tcg_LoopObject *lp)
 {
     TCG_ASSERT(lp->ring_len > 0 && lp->ring_head < lp->ring_cap);
-    tcg_HandleObject *h = lp->ring[lp->ring_head];
-    TCG_ASSERT(h != NULL);
+    ready_entry e = lp->ring[lp->ring_head];
+    TCG_ASSERT(entry_used(&e));
 #ifdef TCG_DEBUG
-    lp->ring[lp->ring_head] = NULL;   /* see ring_check() */
+    memset(&lp->ring[lp->ring_head], 0, sizeof(e));   /* see ring_check() */
 #endif
     lp->ring_head = (lp->ring_head + 1) & (lp->ring_cap - 1);
     lp->ring_len--;
-    return h;
+    return e;
 }
 
 /* ---- the timer heap ---------------------------------------------------- */
@@ -670,11 +731,17 @@ tcg_loop_call_soon(tcg_state *st, PyObject *loop, PyObject *fn,
     if (check_closed(lp) < 0) {
         return -1;
     }
-    tcg_HandleObject *h = tcg_handle_new(st, loop, fn, &arg, 1, ctx, 0, 0.0);
-    if (h == NULL) {
+    if (TCG_UNLIKELY(st->cleared)) {
+        tcg_state_gone();   /* as tcg_handle_new() says it */
         return -1;
     }
-    return ring_push(lp, h);
+    /* No handle: nobody sees it (see ready_entry). */
+    ctx = ctx != NULL && ctx != Py_None ? Py_NewRef(ctx)
+                                        : PyContext_CopyCurrent();
+    if (ctx == NULL) {
+        return -1;
+    }
+    return ring_push_inline(lp, Py_NewRef(fn), Py_XNewRef(arg), ctx, 0);
 }
 
 /* call_soon(callback, *args, context=None) */
@@ -878,6 +945,22 @@ tcg_loop_tornado_add_callback(PyObject *self, PyObject *const *args,
         }
         res = schedule_soon(lp, p, NULL, 0, NULL, TCG_H_TORNADO);
         Py_DECREF(p);
+    }
+    else if (nargs <= 2 && !lp->debug) {
+        /* The usual call: no handle, since add_callback returns nothing
+         * (see ready_entry).  Debug mode keeps handles: they record where
+         * they were made. */
+        if (TCG_UNLIKELY(lp->st->cleared)) {
+            Py_RETURN_NONE;   /* see below */
+        }
+        PyObject *ctx = PyContext_CopyCurrent();
+        if (ctx == NULL ||
+            ring_push_inline(lp, Py_NewRef(args[0]),
+                             nargs == 2 ? Py_NewRef(args[1]) : NULL, ctx,
+                             TCG_H_TORNADO) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
     }
     else {
         res = schedule_soon(lp, args[0], args + 1, nargs - 1, NULL,
@@ -1344,6 +1427,32 @@ run_handle_debug(tcg_LoopObject *lp, tcg_HandleObject *h)
     return 0;
 }
 
+/* Run a popped entry (the caller releases it). */
+static inline int
+run_entry(tcg_LoopObject *lp, ready_entry *e)
+{
+    tcg_state *st = lp->st;
+    if (TCG_LIKELY(e->handle == NULL) && !lp->debug) {
+        return tcg_callback_run(st, (PyObject *)lp, e->callback, e->arg,
+                                NULL, e->context, e->flags, NULL);
+    }
+    if (e->handle == NULL) {
+        /* Debug mode (switched on after the entry was queued): the slow
+         * callback check reports a handle, so it gets one. */
+        PyObject *arg = e->arg;
+        e->handle = tcg_handle_new(st, (PyObject *)lp, e->callback, &arg,
+                                   arg != NULL, e->context, e->flags, 0.0);
+        if (e->handle == NULL) {
+            return -1;
+        }
+    }
+    if (tcg_handle_cancelled(e->handle)) {
+        return 0;
+    }
+    return TCG_UNLIKELY(lp->debug) ? run_handle_debug(lp, e->handle)
+                                   : tcg_handle_run(st, e->handle);
+}
+
 static int
 loop_run_once(tcg_LoopObject *lp)
 {
@@ -1408,13 +1517,9 @@ loop_run_once(tcg_LoopObject *lp)
     heap_check(lp);
     size_t ntodo = lp->ring_len;
     for (size_t i = 0; i < ntodo && lp->ring_len > 0; i++) {
-        tcg_HandleObject *h = ring_pop(lp);
-        int rc = 0;
-        if (!tcg_handle_cancelled(h)) {
-            rc = TCG_UNLIKELY(lp->debug) ? run_handle_debug(lp, h)
-                                         : tcg_handle_run(st, h);
-        }
-        Py_DECREF(h);
+        ready_entry e = ring_pop(lp);
+        int rc = run_entry(lp, &e);
+        entry_release(&e);
         if (rc < 0) {
             return -1;
         }
@@ -1531,7 +1636,7 @@ loop_run_once_meth(PyObject *self, PyObject *Py_UNUSED(ignored))
 static void
 loop_release(tcg_LoopObject *lp, bool fds)
 {
-    tcg_HandleObject **ring = lp->ring;
+    ready_entry *ring = lp->ring;
     size_t ring_cap = lp->ring_cap, ring_head = lp->ring_head;
     size_t ring_len = lp->ring_len;
     timer_entry *heap = lp->heap;
@@ -1556,8 +1661,9 @@ loop_release(tcg_LoopObject *lp, bool fds)
     }
 
     for (size_t i = 0; i < ring_len; i++) {
-        TCG_ASSERT(ring[(ring_head + i) & (ring_cap - 1)] != NULL);
-        Py_DECREF(ring[(ring_head + i) & (ring_cap - 1)]);
+        ready_entry *e = &ring[(ring_head + i) & (ring_cap - 1)];
+        TCG_ASSERT(entry_used(e));
+        entry_release(e);
     }
     /* Every timer leaves the heap before any is released: a release may
      * run code that cancels another, which must not count it as a
@@ -1599,7 +1705,11 @@ loop_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(lp->module);
     for (size_t i = 0; i < lp->ring_len; i++) {
-        Py_VISIT(RING_AT(lp, i));
+        const ready_entry *e = &RING_AT(lp, i);
+        Py_VISIT(e->handle);
+        Py_VISIT(e->callback);
+        Py_VISIT(e->arg);
+        Py_VISIT(e->context);
     }
     for (size_t i = 0; i < lp->heap_len; i++) {
         Py_VISIT(lp->heap[i].h);

@@ -1,0 +1,172 @@
+"""Callbacks the loop queues without a Handle: a future's done callbacks,
+a coroutine's wakeups and Tornado's add_callback return no handle, so the
+C loop keeps them inline in its ready queue.  Everything a program can see
+of them must be what it sees of a handle: the failure report, asyncio's
+debug mode, the context they run in, and the collector.  The same tests
+run on asyncio's loop (the ``loop`` fixture), which makes handles for all
+of them."""
+import asyncio
+import contextvars
+import gc
+import logging
+import warnings
+import weakref
+
+import pytest
+
+from conftest import _loop_factories, run_briefly
+
+
+@pytest.fixture(params=_loop_factories(), ids=lambda p: p[0])
+def loop_factory(request):
+    return request.param[1]
+
+
+def test_failing_done_callback_reported_with_its_handle(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    fut = loop.create_future()
+
+    def boom(f):
+        raise ValueError("boom")
+
+    fut.add_done_callback(boom)
+    fut.set_result(1)
+    run_briefly(loop)
+    [ctx] = contexts
+    assert isinstance(ctx["exception"], ValueError)
+    assert ctx["message"].startswith("Exception in callback ")
+    handle = ctx["handle"]
+    assert isinstance(handle, asyncio.Handle) or \
+        type(handle).__name__ == "Handle"
+    assert not handle.cancelled()
+    assert "boom" in repr(handle)
+    # The message names the callback and its argument, as the handle's
+    # repr shows them.
+    assert "boom" in ctx["message"]
+
+
+def test_debug_mode_switched_on_after_queueing_reports_slow_callbacks(
+        loop, caplog):
+    loop.set_debug(False)
+    fut = loop.create_future()
+    ran = []
+    fut.add_done_callback(ran.append)
+    fut.set_result(1)
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.0
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        run_briefly(loop)
+    assert ran == [fut]
+    slow = [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith("Executing ")]
+    assert any("took" in m and "append" in m for m in slow), slow
+    loop.set_debug(False)
+
+
+def test_done_callback_runs_in_the_given_context(loop):
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+    fut = loop.create_future()
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "given")
+    fut.add_done_callback(lambda f: seen.append(var.get()), context=ctx)
+    fut.add_done_callback(lambda f: seen.append(var.get()))
+    var.set("later")
+    fut.set_result(1)
+    run_briefly(loop)
+    # The second was registered with a copy taken at add_done_callback.
+    assert seen == ["given", "unset"]
+
+
+def test_queued_callbacks_in_a_cycle_with_the_loop_are_collected(loop):
+    class Holder:
+        def method(self, fut):
+            pass
+
+    holder = Holder()
+    holder.loop = loop          # the cycle: loop -> queue -> holder -> loop
+    probe = weakref.ref(holder)
+    fut = loop.create_future()
+    fut.add_done_callback(holder.method)
+    fut.set_result(holder)
+    del holder, fut
+    # Only the loop's ready queue holds the holder now.
+    assert probe() is not None
+    run_briefly(loop)           # the callback ran: the queue let go of it
+    gc.collect()
+    assert probe() is None
+
+
+def test_close_releases_queued_callbacks(loop):
+    class Holder:
+        def method(self, fut):
+            raise AssertionError("ran after close")
+
+    holder = Holder()
+    probe = weakref.ref(holder)
+    fut = loop.create_future()
+    fut.add_done_callback(holder.method)
+    fut.set_result(None)
+    del holder, fut
+    assert probe() is not None
+    loop.close()
+    gc.collect()
+    assert probe() is None
+
+
+def test_unreachable_loop_with_queued_callbacks_is_collected(loop_factory):
+    class Holder:
+        def method(self, fut):
+            pass
+
+    lp = loop_factory()
+    holder = Holder()
+    holder.loop = lp
+    probe = weakref.ref(holder)
+    fut = lp.create_future()
+    fut.add_done_callback(holder.method)
+    fut.set_result(None)
+    lp_probe = weakref.ref(lp)
+    del holder, fut, lp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+        gc.collect()
+    assert probe() is None and lp_probe() is None
+
+
+def test_tornado_add_callback_failure_and_context(impl, caplog):
+    # add_callback(cb) and add_callback(cb, arg) return nothing; a failure
+    # is logged on tornado.application naming the partial Tornado builds;
+    # the callback runs in a copy of the context add_callback was called
+    # in; a returned coroutine is awaited.
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    def boom(arg):
+        raise ValueError(arg)
+
+    def record(tag):
+        seen.append((tag, var.get()))
+
+    async def later():
+        seen.append(("awaited", var.get()))
+        io.stop()
+
+    io = impl.ioloop.IOLoop(make_current=False)
+    try:
+        var.set("at add")
+        assert io.add_callback(boom, "the arg") is None
+        assert io.add_callback(record, "one") is None
+        assert io.add_callback(lambda: later()) is None
+        var.set("after add")
+        with caplog.at_level(logging.ERROR, logger="tornado.application"):
+            io.start()
+    finally:
+        io.close()
+    assert seen == [("one", "at add"), ("awaited", "at add")]
+    [rec] = [r for r in caplog.records if r.name == "tornado.application"]
+    assert rec.getMessage().startswith("Exception in callback functools.partial(")
+    assert "boom" in rec.getMessage() and "'the arg'" in rec.getMessage()
+    assert isinstance(rec.exc_info[1], ValueError)
