@@ -982,10 +982,11 @@ tcg_loop_tornado_add_callback(PyObject *self, PyObject *const *args,
 
 /* A Tornado timer at `when` for args[1](*args[2:], **kwargs): run under
  * _run_callback's rules; a deadline in the past means "now" (Tornado turns
- * it into call_later(max(0, when - now))). */
+ * it into call_later(max(0, when - now))).  `now` is the loop time the
+ * caller read. */
 static PyObject *
-tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
-              Py_ssize_t nargs, PyObject *kwnames)
+tornado_timer(tcg_LoopObject *lp, double when, double now,
+              PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (check_tornado_callable(args[1]) < 0 || check_closed(lp) < 0 ||
         check_nan_time(when) < 0) {
@@ -995,7 +996,6 @@ tornado_timer(tcg_LoopObject *lp, double when, PyObject *const *args,
         tcg_state_gone();   /* before functools.partial, which is gone too */
         return NULL;
     }
-    double now = monotonic_now();
     if (!(when > now)) {
         when = now;
     }
@@ -1029,7 +1029,8 @@ loop_tornado_call_at(PyObject *self, PyObject *const *args, size_t nargsf,
     if (get_time_arg(args[0], "when cannot be None", NULL, &when) < 0) {
         return NULL;
     }
-    return tornado_timer(LOOP(self), when, args, nargs, kwnames);
+    return tornado_timer(LOOP(self), when, monotonic_now(), args, nargs,
+                         kwnames);
 }
 
 /* IOLoop.call_later(delay, callback, *args, **kwargs) */
@@ -1047,8 +1048,8 @@ loop_tornado_call_later(PyObject *self, PyObject *const *args, size_t nargsf,
     if (get_time_arg(args[0], "delay must not be None", NULL, &delay) < 0) {
         return NULL;
     }
-    return tornado_timer(LOOP(self), monotonic_now() + delay, args, nargs,
-                         kwnames);
+    double now = monotonic_now();
+    return tornado_timer(LOOP(self), now + delay, now, args, nargs, kwnames);
 }
 
 PyObject *
@@ -1056,8 +1057,8 @@ tcg_loop_tornado_call_later(PyObject *self, double delay,
                             PyObject *const *args, Py_ssize_t nargs,
                             PyObject *kwnames)
 {
-    return tornado_timer(LOOP(self), monotonic_now() + delay, args, nargs,
-                         kwnames);
+    double now = monotonic_now();
+    return tornado_timer(LOOP(self), now + delay, now, args, nargs, kwnames);
 }
 
 /* IOLoop.remove_timeout(handle): cancel; safe after it ran. */
@@ -1463,8 +1464,12 @@ loop_run_once(tcg_LoopObject *lp)
     ring_check(lp);
     heap_check(lp);
 
-    if (lp->heap_cancelled > TCG_PURGE_MIN &&
-        lp->heap_cancelled * 2 > lp->heap_len) {
+    /* Purge when most timers are cancelled (asyncio's rule), and when all
+     * of them are (timeouts that were all called off): one pass then
+     * beats popping each from the head below, a sift per timer. */
+    if ((lp->heap_cancelled > TCG_PURGE_MIN &&
+         lp->heap_cancelled * 2 > lp->heap_len) ||
+        (lp->heap_cancelled > 1 && lp->heap_cancelled == lp->heap_len)) {
         if (heap_purge(lp) < 0) {
             return -1;
         }
