@@ -57,14 +57,12 @@ tcg_call_soon(tcg_state *st, PyObject *loop, PyObject *fn, PyObject *arg,
     return 0;
 }
 
-/* Schedule every registered callback and forget them.  The future holds no
- * callbacks once this starts, whatever the callbacks or the loop do. */
+/* Schedule every registered callback (there is at least one) and forget
+ * them.  The future holds no callbacks once this starts, whatever the
+ * callbacks or the loop do. */
 static int
-future_schedule_callbacks(tcg_state *st, tcg_FutureObject *fut)
+future_schedule_each(tcg_state *st, tcg_FutureObject *fut)
 {
-    if (fut->callback0 == NULL && fut->callbacks == NULL) {
-        return 0;
-    }
     PyObject *cb0 = fut->callback0, *ctx0 = fut->context0;
     PyObject *list = fut->callbacks;
     fut->callback0 = fut->context0 = fut->callbacks = NULL;
@@ -96,6 +94,16 @@ done:
     Py_XDECREF(ctx0);
     Py_XDECREF(list);
     return rc;
+}
+
+/* The usual future has no callbacks: that test inline, the work not. */
+static inline int
+future_schedule_callbacks(tcg_state *st, tcg_FutureObject *fut)
+{
+    if (fut->callback0 == NULL && fut->callbacks == NULL) {
+        return 0;
+    }
+    return future_schedule_each(st, fut);
 }
 
 /* ---- construction ------------------------------------------------------- */
