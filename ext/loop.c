@@ -4,13 +4,13 @@
  * heap of (deadline, sequence, handle) with lazy deletion of cancelled
  * timers), readiness with one reader and one writer handle per fd (through
  * poller.h: epoll, or poll elsewhere), the waker that wakes a sleeping loop
- * from other threads, and the iteration itself.  The Python classes in tornado_cgen/loop.py (asyncio's face) and
- * tornado_cgen/ioloop.py (Tornado's face) subclass this type and add the
- * cold paths; everything a loop does per callback, per timer and per ready
- * fd happens here.
+ * from other threads, and the iteration itself.  The Python classes in
+ * tornado_cgen/loop.py (asyncio's face) and tornado_cgen/ioloop.py
+ * (Tornado's face) subclass this type and add the cold paths; everything a
+ * loop does per callback, per timer and per ready fd happens here.
  *
  * One iteration (loop_run_once):
- *   1. poll: the poller's wait with timeout 0 if callbacks are ready, else until the
+ *   1. poll: the wait, with timeout 0 if callbacks are ready, else until the
  *      next timer; the GIL is released only when the wait may block.  While
  *      callbacks are ready the poll is skipped altogether, but never for
  *      longer than TCG_POLL_INTERVAL: a busy loop still sees I/O every

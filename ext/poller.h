@@ -257,7 +257,7 @@ tcg_poller_mask(const tcg_poller *p, int fd)
 }
 #endif
 
-/* ---- both ---------------------------------------------------------------- */
+/* ---- both -------------------------------------------------------------- */
 
 /* Create the set and the waker (watched for reading), or -1. */
 int tcg_poller_open(tcg_poller *p);

@@ -129,8 +129,8 @@ rebuild(tcg_poller *p)
     }
     (void)epoll_op(ep, EPOLL_CTL_ADD, p->wakefd, EPOLLIN);
     for (size_t fd = 0; fd < p->nmask; fd++) {
-        if (p->mask[fd] != 0 &&
-            epoll_op(ep, EPOLL_CTL_ADD, (int)fd, epoll_bits(p->mask[fd])) < 0) {
+        uint32_t bits = epoll_bits(p->mask[fd]);
+        if (bits != 0 && epoll_op(ep, EPOLL_CTL_ADD, (int)fd, bits) < 0) {
             p->mask[fd] = 0;
         }
     }
