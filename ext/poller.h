@@ -26,6 +26,14 @@
  *     loop waits without it; the change takes effect at once (epoll) or the
  *     waker ends the wait so the next one sees it (poll).
  *
+ * The loop's use: tcg_poller_open; tcg_poller_set per interest change;
+ * per iteration tcg_poller_enter, tcg_poller_wait (the GIL released when
+ * it may block), tcg_poller_leave, then per event tcg_poller_event_fd,
+ * _invalid, _ready (tcg_poller_is_waker: tcg_poller_drain instead);
+ * tcg_poller_wake from any thread; tcg_poller_close.  Neither backend
+ * does anything at fork: with epoll the child shares the parent's set,
+ * with poll it has a copy of it; the waker is shared with both.
+ *
  * Every function that can fail returns -1 with errno set, and touches no
  * Python object: the caller turns errno into an exception.
  */
@@ -161,9 +169,10 @@ typedef struct {
 void tcg_poller_sync(tcg_poller *p);   /* poller_poll.c */
 
 /* With the GIL held, just before a wait: from here to tcg_poller_leave,
- * a change (from another thread) goes to `mask` only, and wakes the wait;
- * the next enter rebuilds pfds.  Rebuilding never fails: the arrays only
- * grow when `mask` does. */
+ * a change (from another thread) goes to `mask` only and wakes the wait;
+ * changes go there too until the next enter, which rebuilds pfds.  If
+ * that rebuild cannot get memory, the old array is polled once more: an
+ * event for an fd no longer watched is forgotten, as any stale one. */
 static inline void
 tcg_poller_enter(tcg_poller *p)
 {
