@@ -13,6 +13,11 @@ Environment switches (read at build time):
     and ``PYTHONMALLOC=malloc``.
 ``TCG_WERROR=1``
     ``-Wall -Wextra -Werror`` (CI sets this).  ``-Wall -Wextra`` are always on.
+``TCG_POLLER=epoll`` or ``TCG_POLLER=poll``
+    The event loop's readiness backend (ext/poller.h): epoll with an
+    eventfd waker (the default on Linux), or poll(2) with a self-pipe (the
+    default everywhere else; set it on Linux to build and test the portable
+    one).  ``tornado_cgen._core.POLLER`` says which was built.
 """
 import glob
 import os
@@ -47,8 +52,14 @@ if _flag("TCG_SANITIZE"):
     extra_compile_args += san
     extra_link_args += san
 
-if sys.platform != "linux":
-    raise SystemExit("tornado-cgen builds on Linux only (epoll, eventfd)")
+poller = os.environ.get("TCG_POLLER", "").strip().lower() or (
+    "epoll" if sys.platform.startswith("linux") else "poll")
+if poller not in ("epoll", "poll"):
+    raise SystemExit("TCG_POLLER must be 'epoll' or 'poll', not %r" % poller)
+if poller == "epoll" and not sys.platform.startswith("linux"):
+    raise SystemExit("TCG_POLLER=epoll needs Linux")
+# Both backends' files are compiled; the one not chosen is empty.
+define_macros.append(("TCG_POLLER_" + poller.upper(), "1"))
 
 core = Extension(
     "tornado_cgen._core",

@@ -3,15 +3,15 @@
  * Owns: the ready queue (a ring buffer of handles, and of callbacks kept
  * without one: see ready_entry), the timer heap (a binary
  * heap of (deadline, sequence, handle) with lazy deletion of cancelled
- * timers), epoll readiness with one reader and one writer handle per fd, the
- * eventfd that wakes a sleeping loop from other threads, and the iteration
- * itself.  The Python classes in tornado_cgen/loop.py (asyncio's face) and
- * tornado_cgen/ioloop.py (Tornado's face) subclass this type and add the
- * cold paths; everything a loop does per callback, per timer and per ready
- * fd happens here.
+ * timers), readiness with one reader and one writer handle per fd (through
+ * poller.h: epoll, or poll elsewhere), the waker that wakes a sleeping loop
+ * from other threads, and the iteration itself.  The Python classes in
+ * tornado_cgen/loop.py (asyncio's face) and tornado_cgen/ioloop.py
+ * (Tornado's face) subclass this type and add the cold paths; everything a
+ * loop does per callback, per timer and per ready fd happens here.
  *
  * One iteration (loop_run_once):
- *   1. poll: epoll_wait with timeout 0 if callbacks are ready, else until the
+ *   1. poll: the wait, with timeout 0 if callbacks are ready, else until the
  *      next timer; the GIL is released only when the wait may block.  While
  *      callbacks are ready the poll is skipped altogether, but never for
  *      longer than TCG_POLL_INTERVAL: a busy loop still sees I/O every
@@ -26,26 +26,24 @@
  * Threads.  The ring and heap are only touched with the GIL held, so other
  * threads may push (call_soon_threadsafe, IOLoop.add_callback) without a
  * lock.  The loop sets `sleeping` (with the GIL held, after a last look at
- * the ring) just before it releases the GIL to block in epoll_wait; a push
- * that sees `sleeping` writes the eventfd once (`wakeup_pending`).  A busy
+ * the ring) just before it releases the GIL to block in the wait; a push
+ * that sees `sleeping` wakes the poller once (`wakeup_pending`).  A busy
  * loop therefore costs other threads no syscall at all.  This relies on the
  * GIL: free-threaded builds are not supported.
  */
 #include "tcg.h"
+#include "poller.h"
 #include <limits.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #define TCG_POLL_INTERVAL 250e-6        /* seconds; see the file comment */
 #define TCG_MAX_TIMEOUT (24 * 3600.0)   /* as asyncio's MAXIMUM_SELECT_TIMEOUT */
-#define TCG_MAX_EVENTS 256
 #define TCG_PURGE_MIN 100               /* as asyncio: purge cancelled timers */
 #define TCG_KEEP_CAP 65536              /* ring capacity kept after a burst */
 
@@ -58,7 +56,6 @@ typedef struct {
 typedef struct {
     tcg_HandleObject *reader;   /* strong, or NULL */
     tcg_HandleObject *writer;   /* strong, or NULL */
-    uint32_t mask;              /* what epoll has registered for the fd */
 } fd_entry;
 
 /* One ready callback: a Handle, or a callback that nobody outside the
@@ -91,15 +88,14 @@ typedef struct {
     fd_entry *fds;            /* indexed by fd */
     size_t nfds;
 
-    int epfd, wakefd;
-    struct epoll_event events[TCG_MAX_EVENTS];
+    tcg_poller poller;        /* open from loop_new to close */
     double last_poll;
     uint64_t iterations;      /* run_once count, for tests */
 
     unsigned long thread_id;  /* valid while running */
     bool running, stopping, closed, debug;
-    bool sleeping;            /* blocked (or about to block) in epoll_wait */
-    bool wakeup_pending;      /* the eventfd was written and not yet read */
+    bool sleeping;            /* blocked (or about to block) in the wait */
+    bool wakeup_pending;      /* the poller was woken and not yet drained */
 } tcg_LoopObject;
 
 #define LOOP(op) ((tcg_LoopObject *)(op))
@@ -138,16 +134,11 @@ check_closed(tcg_LoopObject *lp)
 static void
 loop_wakeup(tcg_LoopObject *lp)
 {
-    if (lp->wakeup_pending || lp->wakefd < 0) {
+    if (lp->wakeup_pending || lp->closed) {
         return;
     }
     lp->wakeup_pending = true;
-    uint64_t one = 1;
-    ssize_t r;
-    do {
-        r = write(lp->wakefd, &one, sizeof(one));
-    } while (r < 0 && errno == EINTR);
-    /* EAGAIN: the counter is saturated, so the loop will wake anyway. */
+    tcg_poller_wake(&lp->poller);
 }
 
 /* ---- the ready ring ---------------------------------------------------- */
@@ -547,88 +538,25 @@ fd_slot(tcg_LoopObject *lp, int fd)
     return &lp->fds[fd];
 }
 
-static int
-epoll_op(int epfd, int op, int fd, uint32_t events)
-{
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = events;
-    ev.data.fd = fd;
-    return epoll_ctl(epfd, op, fd, &ev);
-}
-
-/* Make epoll's registration of `fd` match its reader/writer.  When adding,
- * failures raise OSError; when removing they cannot (the fd may be closed
- * already, which removed it from epoll). */
+/* Make the poller's registration of `fd` match its reader/writer.  When
+ * adding, failures raise OSError; when removing they cannot (the fd may be
+ * closed already, which unregistered it). */
 static int
 fd_update(tcg_LoopObject *lp, int fd, bool adding)
 {
     fd_entry *e = &lp->fds[fd];
-    uint32_t want = (e->reader ? EPOLLIN : 0) | (e->writer ? EPOLLOUT : 0);
-    if (want == e->mask) {
-        return 0;
-    }
-    int op = e->mask == 0 ? EPOLL_CTL_ADD
-           : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-    int rc = epoll_op(lp->epfd, op, fd, want);
-    if (rc < 0) {
-        /* Our record and the kernel's differ when a registered fd was
-         * closed (and perhaps its number reused): retry the other way. */
-        if (op == EPOLL_CTL_ADD && errno == EEXIST) {
-            rc = epoll_op(lp->epfd, EPOLL_CTL_MOD, fd, want);
+    unsigned want = (e->reader ? TCG_POLLER_READ : 0) |
+                    (e->writer ? TCG_POLLER_WRITE : 0);
+    if (tcg_poller_set(&lp->poller, fd, want, adding) < 0) {
+        if (errno == ENOMEM) {
+            PyErr_NoMemory();
         }
-        else if (op == EPOLL_CTL_MOD && errno == ENOENT) {
-            rc = epoll_op(lp->epfd, EPOLL_CTL_ADD, fd, want);
+        else {
+            PyErr_SetFromErrno(PyExc_OSError);
         }
-    }
-    if (rc < 0 && !adding) {
-        rc = 0;
-        want = 0;   /* the kernel no longer has it */
-    }
-    if (rc < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    e->mask = want;
     return 0;
-}
-
-/* Re-create the epoll set from our records.  Used when epoll reports an fd
- * that we cannot unregister (closed while its open file description lives
- * on elsewhere): without this the loop would spin on it forever. */
-static void
-epoll_rebuild(tcg_LoopObject *lp)
-{
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) {
-        return;
-    }
-    (void)epoll_op(ep, EPOLL_CTL_ADD, lp->wakefd, EPOLLIN);
-    for (size_t fd = 0; fd < lp->nfds; fd++) {
-        fd_entry *e = &lp->fds[fd];
-        if (e->mask != 0 && epoll_op(ep, EPOLL_CTL_ADD, (int)fd, e->mask) < 0) {
-            e->mask = 0;
-        }
-    }
-    /* Keep the number: dup3 swaps the sets atomically. */
-    if (dup3(ep, lp->epfd, O_CLOEXEC) < 0) {
-        close(lp->epfd);
-        lp->epfd = ep;
-        return;
-    }
-    close(ep);
-}
-
-/* An event for an fd we hold nothing for: unregister it. */
-static void
-fd_stale(tcg_LoopObject *lp, int fd)
-{
-    if (epoll_op(lp->epfd, EPOLL_CTL_DEL, fd, 0) < 0) {
-        epoll_rebuild(lp);
-    }
-    if ((size_t)fd < lp->nfds) {
-        lp->fds[fd].mask = 0;
-    }
 }
 
 /* ---- scheduling -------------------------------------------------------- */
@@ -1167,7 +1095,7 @@ add_io(tcg_LoopObject *lp, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     /* Grow the fd table only for a real fd: a bogus huge number would
-     * otherwise allocate a table that large before epoll said no. */
+     * otherwise allocate a table that large before the poller said no. */
     if ((size_t)fd >= lp->nfds && fcntl(fd, F_GETFD) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         Py_DECREF(h);
@@ -1279,31 +1207,33 @@ loop_fd_key(PyObject *self, PyObject *fdobj)
 
 /* ---- running ----------------------------------------------------------- */
 
-/* Queue the handles of the fds epoll reported. */
+/* Queue the handles of the fds the poller reported. */
 static int
 dispatch_events(tcg_LoopObject *lp, int n)
 {
+    tcg_poller *p = &lp->poller;
     for (int i = 0; i < n; i++) {
-        int fd = lp->events[i].data.fd;
-        uint32_t ev = lp->events[i].events;
-        if (fd == lp->wakefd) {
-            uint64_t v;
-            while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR) {
-            }
+        int fd = tcg_poller_event_fd(p, i);
+        if (tcg_poller_is_waker(p, fd)) {
+            tcg_poller_drain(p);
             lp->wakeup_pending = false;
             continue;
         }
-        if ((size_t)fd >= lp->nfds ||
+        /* A closed fd is not reported, as epoll forgets a closed file. */
+        if (TCG_UNLIKELY(tcg_poller_event_invalid(p, i)) ||
+            (size_t)fd >= lp->nfds ||
             (lp->fds[fd].reader == NULL && lp->fds[fd].writer == NULL)) {
-            fd_stale(lp, fd);
+            tcg_poller_forget(p, fd);
             continue;
         }
         fd_entry *e = &lp->fds[fd];
-        /* As selectors: errors and hang-ups wake readers and writers.
-         * Own both first: releasing one may run code that changes `e`. */
+        unsigned ready = tcg_poller_event_ready(p, i);
+        /* As selectors: errors and hang-ups wake readers and writers (the
+         * poller reports them as both).  Own both first: releasing one may
+         * run code that changes `e`. */
         tcg_HandleObject *todo[2] = {
-            (ev & ~(uint32_t)EPOLLOUT) ? e->reader : NULL,
-            (ev & ~(uint32_t)EPOLLIN) ? e->writer : NULL,
+            (ready & TCG_POLLER_READ) ? e->reader : NULL,
+            (ready & TCG_POLLER_WRITE) ? e->writer : NULL,
         };
         Py_XINCREF(todo[0]);
         Py_XINCREF(todo[1]);
@@ -1368,7 +1298,7 @@ loop_poll(tcg_LoopObject *lp, double now, double timeout)
             }
             /* From here to the wait no Python code runs: a push from
              * another thread either came before this look at the ring, or
-             * sees `sleeping` and writes the eventfd. */
+             * sees `sleeping` and wakes the poller. */
             lp->sleeping = true;
             if (lp->ring_len > 0 || lp->stopping) {
                 ms = 0;
@@ -1384,17 +1314,18 @@ loop_poll(tcg_LoopObject *lp, double now, double timeout)
                 ms = msd >= (double)INT_MAX ? INT_MAX : (int)msd;
             }
         }
-        int epfd = lp->epfd;
-        struct epoll_event *events = lp->events;
+        tcg_poller *p = &lp->poller;
+        tcg_poller_enter(p);
         if (ms == 0) {
-            n = epoll_wait(epfd, events, TCG_MAX_EVENTS, 0);
+            n = tcg_poller_wait(p, 0);
         }
         else {
             waited = true;
             Py_BEGIN_ALLOW_THREADS
-            n = epoll_wait(epfd, events, TCG_MAX_EVENTS, ms);
+            n = tcg_poller_wait(p, ms);
             Py_END_ALLOW_THREADS
         }
+        tcg_poller_leave(p);
         lp->sleeping = false;
         if (n >= 0) {
             break;
@@ -1656,13 +1587,7 @@ loop_release(tcg_LoopObject *lp, bool fds)
     lp->fds = NULL;
     lp->nfds = 0;
     if (fds) {
-        if (lp->epfd >= 0) {
-            close(lp->epfd);
-        }
-        if (lp->wakefd >= 0) {
-            close(lp->wakefd);
-        }
-        lp->epfd = lp->wakefd = -1;
+        tcg_poller_close(&lp->poller);
     }
 
     for (size_t i = 0; i < ring_len; i++) {
@@ -1765,14 +1690,13 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     lp->module = Py_NewRef(module);
     lp->st = st;
-    lp->epfd = lp->wakefd = -1;
-    lp->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (lp->epfd >= 0) {
-        lp->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    }
-    if (lp->epfd < 0 || lp->wakefd < 0 ||
-        epoll_op(lp->epfd, EPOLL_CTL_ADD, lp->wakefd, EPOLLIN) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (tcg_poller_open(&lp->poller) < 0) {
+        if (errno == ENOMEM) {
+            PyErr_NoMemory();
+        }
+        else {
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
         Py_DECREF(lp);
         return NULL;
     }
@@ -1935,7 +1859,8 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
     if (st->loop.LoopType == NULL ||
         (st->loop.str_log_slow =
              PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
-        PyModule_AddType(m, st->loop.LoopType) < 0) {
+        PyModule_AddType(m, st->loop.LoopType) < 0 ||
+        PyModule_AddStringConstant(m, "POLLER", TCG_POLLER_NAME) < 0) {
         return -1;
     }
     return 0;

@@ -1,8 +1,9 @@
 /* loop.h: the event loop's C API (included from tcg.h).
  *
- * loop.c owns the Loop type: the ready ring, the timer heap, epoll
- * readiness, the eventfd waker and the run loop.  The handles it schedules
- * are handle.c's (handle.h); their state slice sits inside this one.
+ * loop.c owns the Loop type: the ready ring, the timer heap, readiness (on
+ * poller.h's epoll or poll), the waker and the run loop.  The handles it
+ * schedules are handle.c's (handle.h); their state slice sits inside this
+ * one.
  *
  * Self-contained: it needs only handle.h (and so Python.h).
  */

@@ -6,7 +6,7 @@ inside it returns it and ``io_loop.asyncio_loop is io_loop``) and it has
 Tornado 6's IOLoop methods.  The hot ones are C: ``add_callback`` (and
 ``spawn_callback``) push a handle on the ready ring from any thread,
 ``call_at``/``call_later``/``add_timeout`` push on the timer heap, handlers
-added with ``add_handler`` are called straight from the epoll dispatch.
+added with ``add_handler`` are called straight from the readiness dispatch.
 
 Where the two faces share a name, an IOLoop follows Tornado: ``call_later``
 and ``call_at`` pass ``**kwargs`` to the callback and run it under

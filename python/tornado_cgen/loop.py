@@ -1,7 +1,7 @@
 """asyncio's face of the C event loop.
 
 ``Loop`` puts the C core (``tornado_cgen._core.Loop``: ready ring, timer
-heap, epoll readiness, waker, the iteration itself) under the stdlib's
+heap, epoll or poll readiness, waker, the iteration itself) under the stdlib's
 ``SelectorEventLoop``: every socket, server, pipe, subprocess, TLS and
 signal method is the stdlib's own, and the reader/writer hooks those
 transports call (``_add_reader`` & co.) are C.  What is defined here is the
@@ -125,7 +125,7 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
         # The stdlib's own initialisation, whatever the Python version adds
         # to it, with a view of the C registrations as the "selector".  The
         # self-pipe it makes carries signal numbers (signal.set_wakeup_fd);
-        # other threads wake the loop through the C core's eventfd.
+        # other threads wake the loop through the C core's own waker.
         unix_events.SelectorEventLoop.__init__(self, _SelectorView(self))
         self._recv_view = memoryview(
             bytearray(selector_events._SelectorSocketTransport.max_size))
