@@ -501,9 +501,14 @@ class Server:
             self.proc.wait()
 
 
+# RSS (and liveness) sampling period during a wrk run: several samples
+# even in a 2-second run whose end races wrk's exit on a loaded machine.
+SAMPLE_EVERY = 0.25
+
+
 def run_wrk(server, seconds, env, close=False, sample=None):
     """wrk against `server` for `seconds`; (TCG-LOAD dict or None, wrk's
-    output, the command, [(t, rss)] samples once a second)."""
+    output, the command, [(t, rss)] samples every SAMPLE_EVERY seconds)."""
     fd, script = tempfile.mkstemp(prefix="tcg-load-", suffix=".lua")
     with os.fdopen(fd, "w") as f:
         f.write(LUA)
@@ -524,7 +529,7 @@ def run_wrk(server, seconds, env, close=False, sample=None):
                 break
             if sample is not None:
                 samples.append((time.monotonic() - t0, rss(server.pid)))
-            time.sleep(1.0 - (time.monotonic() - t0) % 1.0)
+            time.sleep(SAMPLE_EVERY - (time.monotonic() - t0) % SAMPLE_EVERY)
             if time.monotonic() - t0 > seconds + 30:
                 break
     finally:
@@ -693,7 +698,7 @@ def _measure(ctx, server, kind, env, seconds, warmup, churn, repro,
     # The fetches' connections gone, the fd count before the load.
     wait_closed(server.pid, server.port, None)
     own, on_port, fd_before = connections(server.pid, server.port)
-    # Keep-alive at full load, RSS once a second.
+    # Keep-alive at full load, RSS sampled as it runs.
     busy = Busy(server.pid)
     result, text, cmd, samples = run_wrk(server, seconds, env, sample=True)
     label = "%s keep-alive %d s" % (kind, seconds)
