@@ -196,7 +196,10 @@ gen_resume(tcg_state *st, PyObject *gen, PyObject *value, PyObject *exc,
            PyObject **out)
 {
     if (exc == NULL) {
-        return PyIter_Send(gen, value, out);
+        /* A generator's own am_send, which PyIter_Send would look up. */
+        return PyGen_CheckExact(gen)
+                   ? Py_TYPE(gen)->tp_as_async->am_send(gen, value, out)
+                   : PyIter_Send(gen, value, out);
     }
     PyObject *res = call_method1(gen, st->run.str_throw, exc);
     if (res != NULL) {
