@@ -9,6 +9,7 @@ import asyncio
 import contextvars
 import gc
 import logging
+import sys
 import warnings
 import weakref
 
@@ -62,6 +63,28 @@ def test_debug_mode_switched_on_after_queueing_reports_slow_callbacks(
             if r.getMessage().startswith("Executing ")]
     assert any("took" in m and "append" in m for m in slow), slow
     loop.set_debug(False)
+
+
+def test_debug_mode_done_callback_records_where_it_was_queued(loop):
+    # asyncio's debug mode: the handle of a future's done callback records
+    # the stack of set_result(), which its failure report carries.
+    loop.set_debug(True)
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    fut = loop.create_future()
+
+    def boom(f):
+        raise ValueError("boom")
+
+    fut.add_done_callback(boom)
+    line = sys._getframe().f_lineno + 1
+    fut.set_result(1)
+    run_briefly(loop)
+    loop.set_debug(False)
+    [ctx] = contexts
+    frame = ctx["source_traceback"][-1]
+    assert (frame.filename, frame.lineno) == (__file__, line)
+    assert "created at %s:%d" % (__file__, line) in repr(ctx["handle"])
 
 
 def test_done_callback_runs_in_the_given_context(loop):
