@@ -659,6 +659,17 @@ tcg_loop_call_soon(tcg_state *st, PyObject *loop, PyObject *fn,
     if (check_closed(lp) < 0) {
         return -1;
     }
+    if (TCG_UNLIKELY(lp->debug)) {
+        /* asyncio's debug mode: the handle records where it was made,
+         * which its failure report shows. */
+        PyObject *h = schedule_soon(lp, fn, arg != NULL ? &arg : NULL,
+                                    arg != NULL, ctx, 0);
+        if (h == NULL) {
+            return -1;
+        }
+        Py_DECREF(h);
+        return 0;
+    }
     if (TCG_UNLIKELY(st->cleared)) {
         tcg_state_gone();   /* as tcg_handle_new() says it */
         return -1;
@@ -1369,7 +1380,7 @@ run_entry(tcg_LoopObject *lp, ready_entry *e)
                                 NULL, e->context, e->flags, NULL);
     }
     if (e->handle == NULL) {
-        /* Debug mode (switched on after the entry was queued): the slow
+        /* Debug mode, switched on after the entry was queued: the slow
          * callback check reports a handle, so it gets one. */
         PyObject *arg = e->arg;
         e->handle = tcg_handle_new(st, (PyObject *)lp, e->callback, &arg,

@@ -856,8 +856,24 @@ multi_all_finished(tcg_state *st, PyObject *children)
             }
         }
         PyObject *results = PyList_New(n);
-        for (Py_ssize_t i = 0; results != NULL && i < n; i++) {
+        if (results == NULL) {
+            return NULL;
+        }
+        /* Making the list may have collected garbage, whose finalizers
+         * can change `children`: look again, in a loop that allocates
+         * nothing. */
+        if (PyList_GET_SIZE(children) != n) {
+            Py_DECREF(results);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *f = PyList_GET_ITEM(children, i);
+            if (!multi_child_has_result(st, f)) {
+                /* Dropping the filled slots frees nothing: their futures
+                 * hold the results too. */
+                Py_DECREF(results);
+                return NULL;
+            }
             PyList_SET_ITEM(results, i,
                             Py_NewRef(((tcg_FutureObject *)f)->result));
         }
@@ -870,8 +886,10 @@ multi_all_finished(tcg_state *st, PyObject *children)
     if (results == NULL) {
         return NULL;
     }
-    /* A str or int key's hash is no Python call, so inserting runs no
-     * code, and PyDict_Next allows that (it is another dict). */
+    /* A str or int key's hash is no Python call, and inserting allocates
+     * no object the collector counts, so no code runs in the loop (any
+     * collection ran when `results` was made, before it) and PyDict_Next
+     * allows the inserts (into another dict). */
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(children, &pos, &k, &v)) {

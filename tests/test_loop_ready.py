@@ -9,6 +9,7 @@ import asyncio
 import contextvars
 import gc
 import logging
+import sys
 import warnings
 import weakref
 
@@ -62,6 +63,66 @@ def test_debug_mode_switched_on_after_queueing_reports_slow_callbacks(
             if r.getMessage().startswith("Executing ")]
     assert any("took" in m and "append" in m for m in slow), slow
     loop.set_debug(False)
+
+
+def test_debug_mode_done_callback_records_where_it_was_queued(loop):
+    # asyncio's debug mode: the handle of a future's done callback records
+    # the stack of set_result(), which its failure report carries.
+    loop.set_debug(True)
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    fut = loop.create_future()
+
+    def boom(f):
+        raise ValueError("boom")
+
+    fut.add_done_callback(boom)
+    line = sys._getframe().f_lineno + 1
+    fut.set_result(1)
+    run_briefly(loop)
+    loop.set_debug(False)
+    [ctx] = contexts
+    frame = ctx["source_traceback"][-1]
+    assert (frame.filename, frame.lineno) == (__file__, line)
+    assert "created at %s:%d" % (__file__, line) in repr(ctx["handle"])
+
+
+def test_handles_and_done_callbacks_keep_one_order_across_fatal_errors(
+        loop):
+    # Handles and done callbacks share one FIFO; a KeyboardInterrupt or
+    # SystemExit from either leaves run_forever() with the rest still
+    # queued, in order, for the next run.
+    order = []
+
+    def cb(tag, exc=None):
+        def run(*args):
+            order.append(tag)
+            if exc is not None:
+                raise exc
+        return run
+
+    futs = [loop.create_future() for _ in range(3)]
+    loop.call_soon(cb("h1"))
+    futs[0].add_done_callback(cb("f0", KeyboardInterrupt))
+    futs[0].set_result(0)
+    loop.call_soon(cb("h2"))
+    futs[1].add_done_callback(cb("f1", SystemExit(3)))
+    futs[1].set_result(1)
+    futs[2].add_done_callback(cb("f2"))
+    futs[2].set_result(2)
+    loop.call_soon(cb("h3", KeyboardInterrupt))
+    loop.call_soon(loop.stop)
+    for _ in range(5):
+        try:
+            loop.run_forever()
+        except (KeyboardInterrupt, SystemExit) as e:
+            order.append(type(e).__name__)
+        else:
+            order.append("stopped")
+            break
+    assert order == ["h1", "f0", "KeyboardInterrupt", "h2", "f1",
+                     "SystemExit", "f2", "h3", "KeyboardInterrupt",
+                     "stopped"]
 
 
 def test_done_callback_runs_in_the_given_context(loop):

@@ -11,7 +11,7 @@ import traceback
 
 import pytest
 
-from conftest import run, skip_tornado_before_6_6
+from conftest import run, run_program, skip_tornado_before_6_6
 
 
 def capture_loop_errors(loop):
@@ -333,3 +333,47 @@ def test_all_finished_children_results_in_order(impl):
         return "ok"
 
     assert impl.ioloop.IOLoop.current().run_sync(main) == "ok"
+
+
+def test_finalizer_that_empties_the_list_while_multi_reads_it():
+    # A collection while multi() makes its result list runs finalizers,
+    # which may change the children list under it; the outcome is that of
+    # the list before or after the change, never a read past its end.
+    out = run_program("""
+        import asyncio, gc
+        import tornado_cgen
+        from tornado_cgen import gen
+        from tornado_cgen.concurrent import Future
+
+        loop = tornado_cgen.new_event_loop()
+        asyncio.set_event_loop(loop)
+        n = 1000
+        futs = []
+        for i in range(n):
+            f = Future()
+            f.set_result(i)
+            futs.append(f)
+        children = list(futs)
+        ran = []
+
+        class Bomb:
+            def __del__(self):
+                ran.append(1)
+                children.clear()
+                futs.clear()
+
+        b = Bomb()
+        b.self = b
+        del b
+        keep = [[] for _ in range(200)]   # no free list to reuse
+        gc.set_threshold(1)
+        try:
+            m = gen.multi(children)
+        finally:
+            gc.set_threshold(700, 10, 10)
+        gc.collect()
+        res = m.result()
+        print(ran == [1], res in ([], list(range(n))))
+        loop.close()
+    """)
+    assert out.split() == ["True", "True"]
