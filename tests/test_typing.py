@@ -70,6 +70,13 @@ def _mypy(args, cwd):
         capture_output=True, text=True, timeout=600)
 
 
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory):
+    # One cache for the module's mypy runs: the standard library's and
+    # Tornado's types are read once.
+    return str(tmp_path_factory.mktemp("mypy-cache"))
+
+
 def test_readme_has_python_examples():
     # The strict check below covers them all; this keeps it from passing
     # over none.
@@ -77,7 +84,8 @@ def test_readme_has_python_examples():
     assert len(readme_examples()) >= 5
 
 
-def test_mypy_strict_on_readme_examples_and_typed_example(tmp_path):
+def test_mypy_strict_on_readme_examples_and_typed_example(tmp_path,
+                                                          mypy_cache):
     _need_mypy()
     (tmp_path / "myapp.py").write_text(MYAPP)
     files = ["myapp.py"]
@@ -89,12 +97,12 @@ def test_mypy_strict_on_readme_examples_and_typed_example(tmp_path):
         (tmp_path / "typed_example.py").write_text(f.read())
     files.append("typed_example.py")
     proc = _mypy(["mypy", "--strict", "--no-error-summary",
-                  "--cache-dir", str(tmp_path / "cache"), *files],
+                  "--cache-dir", mypy_cache, *files],
                  cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_mypy_sees_the_stubs(tmp_path):
+def test_mypy_sees_the_stubs(tmp_path, mypy_cache):
     # A wrong use must fail, or the check above proves nothing.
     _need_mypy()
     (tmp_path / "wrong.py").write_text(
@@ -104,8 +112,8 @@ def test_mypy_sees_the_stubs(tmp_path):
         "    return 1\n"
         "x: int = f()\n"
         "gen.sleep('1')\n")
-    proc = _mypy(["mypy", "--strict", "--cache-dir",
-                  str(tmp_path / "cache"), "wrong.py"], cwd=tmp_path)
+    proc = _mypy(["mypy", "--strict", "--cache-dir", mypy_cache,
+                  "wrong.py"], cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert 'expression has type "Future[int]", variable has type "int"' \
         in proc.stdout
