@@ -17,7 +17,7 @@ from ._speedup import install, installed, uninstall  # noqa: E402
 # package is in place before its first call.
 from . import ioloop  # noqa: E402,F401
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = ["__version__", "new_event_loop", "EventLoopPolicy", "run",
            "install", "uninstall", "installed"]

@@ -9,7 +9,8 @@ Commands:
     run app.py [args]     run a program under tornado_cgen.install(): an
     run -m module [args]  installed Tornado on the C Runner and loop, with
                           no change to the program
-    --version             print tornado-cgen's version
+    --version             print the versions of tornado-cgen, the
+                          interpreter and Tornado (if installed)
 """
 import os
 import sys
@@ -32,8 +33,7 @@ def main(argv=None):
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "--version":
-        from . import __version__
-        print("tornado-cgen " + __version__)
+        print(version_text())
         return 0
     if command == "bench":
         from .bench.cli import main as bench_main
@@ -46,6 +46,26 @@ def main(argv=None):
     print("unknown command %r\n\n%s" % (command, __doc__.strip()),
           file=sys.stderr)
     return 2
+
+
+def version_text():
+    """``--version``: ours on the first line, then the interpreter's and
+    the Tornado that ``import tornado`` finds (what ``install()`` would
+    use), or that there is none."""
+    import platform
+    from ._version import __version__
+    try:
+        import tornado
+    except ImportError:
+        tornado_line = "Tornado: not installed"
+    else:
+        tornado_line = "Tornado %s" % getattr(tornado, "version", "(unknown)")
+    return "\n".join([
+        "tornado-cgen " + __version__,
+        "%s %s (%s)" % (platform.python_implementation(),
+                        platform.python_version(), sys.executable),
+        tornado_line,
+    ])
 
 
 # ---- run ---------------------------------------------------------------------

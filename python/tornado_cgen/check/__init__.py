@@ -96,7 +96,8 @@ def _copy_python(tree, out):
         dst = os.path.join(out, "tornado_cgen", rel)
         os.makedirs(dst, exist_ok=True)
         for fn in filenames:
-            if fn.endswith(".py"):
+            # The modules, and the type information beside them.
+            if fn.endswith((".py", ".pyi")) or fn == "py.typed":
                 shutil.copy2(os.path.join(dirpath, fn), os.path.join(dst, fn))
 
 

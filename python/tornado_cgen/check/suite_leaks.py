@@ -40,6 +40,10 @@ LEFT_OUT = {
     "test_check_workers.py": "the threads/faults sections' workers, each "
     "in a fresh interpreter",
     "test_check_load.py": "wrk against servers in other processes",
+    "test_typing.py": "mypy and stubtest in other processes, over the "
+    "stubs",
+    "test_packaging.py": "the version and the shipped files; the version "
+    "command in fresh interpreters",
 }
 
 #: CPython's asyncio suites run on our loop: C-facing, but most of the
