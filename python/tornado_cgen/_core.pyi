@@ -19,6 +19,9 @@ from typing_extensions import disjoint_base
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
+# The readiness backend this build has (setup.py's TCG_POLLER).
+POLLER: Literal["epoll", "poll"]
+
 _Quiet = type[BaseException] | tuple[type[BaseException], ...]
 _ExcInfo = tuple[type[BaseException] | None, BaseException | None,
                  types.TracebackType | None]
