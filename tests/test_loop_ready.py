@@ -128,14 +128,20 @@ def test_handles_and_done_callbacks_keep_one_order_across_fatal_errors(
 def test_done_callback_runs_in_the_given_context(loop):
     var = contextvars.ContextVar("var", default="unset")
     seen = []
-    fut = loop.create_future()
-    ctx = contextvars.copy_context()
-    ctx.run(var.set, "given")
-    fut.add_done_callback(lambda f: seen.append(var.get()), context=ctx)
-    fut.add_done_callback(lambda f: seen.append(var.get()))
-    var.set("later")
-    fut.set_result(1)
-    run_briefly(loop)
+
+    def body():
+        fut = loop.create_future()
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "given")
+        fut.add_done_callback(lambda f: seen.append(var.get()), context=ctx)
+        fut.add_done_callback(lambda f: seen.append(var.get()))
+        var.set("later")
+        fut.set_result(1)
+        run_briefly(loop)
+
+    # In a context of its own, so that the test leaves nothing set in the
+    # thread's context.
+    contextvars.copy_context().run(body)
     # The second was registered with a copy taken at add_done_callback.
     assert seen == ["given", "unset"]
 
@@ -197,7 +203,27 @@ def test_unreachable_loop_with_queued_callbacks_is_collected(loop_factory):
     assert probe() is None and lp_probe() is None
 
 
-def test_tornado_add_callback_failure_and_context(impl, caplog):
+class _Records(logging.Handler):
+    """The records of one logger while the block runs (a handler of the
+    test's own, so that repeated runs of the test keep nothing)."""
+
+    def __init__(self, name):
+        super().__init__(logging.DEBUG)
+        self.logger = logging.getLogger(name)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self.records
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+
+def test_tornado_add_callback_failure_and_context(impl):
     # add_callback(cb) and add_callback(cb, arg) return nothing; a failure
     # is logged on tornado.application naming the partial Tornado builds;
     # the callback runs in a copy of the context add_callback was called
@@ -215,19 +241,28 @@ def test_tornado_add_callback_failure_and_context(impl, caplog):
         seen.append(("awaited", var.get()))
         io.stop()
 
-    io = impl.ioloop.IOLoop(make_current=False)
-    try:
+    def body():
         var.set("at add")
         assert io.add_callback(boom, "the arg") is None
         assert io.add_callback(record, "one") is None
         assert io.add_callback(lambda: later()) is None
         var.set("after add")
-        with caplog.at_level(logging.ERROR, logger="tornado.application"):
-            io.start()
+        io.start()
+        # The awaited coroutine's Task finished while the loop stopped;
+        # its done callbacks (Tornado's bookkeeping of pending tasks) run
+        # now, so that the test leaves nothing behind.
+        io.run_sync(lambda: impl.gen.sleep(0.001))
+
+    io = impl.ioloop.IOLoop(make_current=False)
+    try:
+        # In a context of its own: the test leaves nothing set in the
+        # thread's context.
+        with _Records("tornado.application") as records:
+            contextvars.copy_context().run(body)
     finally:
-        io.close()
+        io.close(all_fds=True)
     assert seen == [("one", "at add"), ("awaited", "at add")]
-    [rec] = [r for r in caplog.records if r.name == "tornado.application"]
+    [rec] = records
     assert rec.getMessage().startswith("Exception in callback functools.partial(")
     assert "boom" in rec.getMessage() and "'the arg'" in rec.getMessage()
     assert isinstance(rec.exc_info[1], ValueError)

@@ -319,7 +319,7 @@ def test_all_finished_children_results_in_order(impl):
         # A child with no result yet, a failed child, None: the general
         # rules (wait; the first failure; a moment).
         f = impl.concurrent.Future()
-        impl.ioloop.IOLoop.current().add_callback(f.set_result, "late")
+        io.add_callback(f.set_result, "late")
         assert (yield {"a": futs[7], "f": f}) == {"a": 7, "f": "late"}
         bad = impl.concurrent.Future()
         bad.set_exception(KeyError("bad"))
@@ -332,7 +332,11 @@ def test_all_finished_children_results_in_order(impl):
         assert (yield [futs[10], None]) == [10, None]
         return "ok"
 
-    assert impl.ioloop.IOLoop.current().run_sync(main) == "ok"
+    io = impl.ioloop.IOLoop(make_current=False)
+    try:
+        assert io.run_sync(main) == "ok"
+    finally:
+        io.close(all_fds=True)
 
 
 def test_finalizer_that_empties_the_list_while_multi_reads_it():
