@@ -21,7 +21,8 @@
  *   - errors and hang-ups report the fd ready for reading and writing;
  *   - a closed fd is forgotten silently (epoll drops a closed file; poll's
  *     POLLNVAL makes tcg_poller_event_invalid() true, and the loop then
- *     calls tcg_poller_forget);
+ *     calls tcg_poller_forget), but a registration made since the wait
+ *     (another thread opened a new file under the number) stays;
  *   - the set may change from another thread (holding the GIL) while the
  *     loop waits without it; the change takes effect at once (epoll) or the
  *     waker ends the wait so the next one sees it (poll).
@@ -166,6 +167,11 @@ typedef struct {
     bool stale;              /* pfds lags `mask`: rebuild before a wait */
 } tcg_poller;
 
+/* In `mask`, beside the interest: a change that went to `mask` alone (a
+ * wait had pfds, or has had it since the last rebuild) registered the file
+ * that has the number now, checked open; the rebuild clears the bit. */
+#define TCG_POLLER_FRESH 0x80u
+
 void tcg_poller_sync(tcg_poller *p);   /* poller_poll.c */
 
 /* With the GIL held, just before a wait: from here to tcg_poller_leave,
@@ -215,16 +221,26 @@ tcg_poller_event_fd(const tcg_poller *p, int i)
     return p->events[i].fd;
 }
 
+/* POLLNVAL: the fd was closed at the wait.  If it has been registered
+ * since (another thread, holding the GIL while the loop waited for it,
+ * closed it, opened a new file under the number and registered that),
+ * the event speaks of the old file: the registration stays, and the event
+ * wakes nobody (tcg_poller_event_ready is 0). */
 static inline bool
 tcg_poller_event_invalid(const tcg_poller *p, int i)
 {
-    return (p->events[i].revents & POLLNVAL) != 0;
+    int fd = p->events[i].fd;
+    return (p->events[i].revents & POLLNVAL) != 0 &&
+           !((size_t)fd < p->nmask && (p->mask[fd] & TCG_POLLER_FRESH));
 }
 
 static inline unsigned
 tcg_poller_event_ready(const tcg_poller *p, int i)
 {
     short ev = p->events[i].revents;
+    if (ev & POLLNVAL) {
+        return 0;
+    }
     return ((ev & ~POLLOUT) ? TCG_POLLER_READ : 0) |
            ((ev & ~POLLIN) ? TCG_POLLER_WRITE : 0);
 }
@@ -262,7 +278,8 @@ tcg_poller_drain(tcg_poller *p)
 static inline unsigned
 tcg_poller_mask(const tcg_poller *p, int fd)
 {
-    return (size_t)fd < p->nmask ? p->mask[fd] : 0;
+    return (size_t)fd < p->nmask
+               ? p->mask[fd] & (TCG_POLLER_READ | TCG_POLLER_WRITE) : 0;
 }
 #endif
 
