@@ -165,6 +165,7 @@ typedef struct {
     int wake_r, wake_w;      /* the self-pipe */
     bool waiting;            /* a wait uses pfds (without the GIL) */
     bool stale;              /* pfds lags `mask`: rebuild before a wait */
+    bool woken;              /* this wait was woken for a change already */
 } tcg_poller;
 
 /* In `mask`, beside the interest: a change that went to `mask` alone (a
@@ -177,14 +178,16 @@ void tcg_poller_sync(tcg_poller *p);   /* poller_poll.c */
 /* With the GIL held, just before a wait: from here to tcg_poller_leave,
  * a change (from another thread) goes to `mask` only and wakes the wait;
  * changes go there too until the next enter, which rebuilds pfds.  If
- * that rebuild cannot get memory, the old array is polled once more: an
- * event for an fd no longer watched is forgotten, as any stale one. */
+ * that rebuild cannot get memory, the old array is polled once more (a
+ * change during that wait ends it too): an event for an fd no longer
+ * watched is forgotten, as any stale one. */
 static inline void
 tcg_poller_enter(tcg_poller *p)
 {
     if (p->stale) {
         tcg_poller_sync(p);
     }
+    p->woken = false;
     p->waiting = true;
 }
 

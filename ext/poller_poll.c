@@ -215,8 +215,11 @@ tcg_poller_update(tcg_poller *p, int fd, unsigned want, bool strict)
         unsigned fresh = checked ? TCG_POLLER_FRESH
                                  : p->mask[fd] & TCG_POLLER_FRESH;
         p->mask[fd] = (uint8_t)(want != 0 ? want | fresh : 0);
-        if (!p->stale) {
-            p->stale = true;
+        p->stale = true;
+        /* Once per wait, even one that polls an array that a failed
+         * rebuild left stale: it does not watch this change. */
+        if (p->waiting && !p->woken) {
+            p->woken = true;
             tcg_poller_wake(p);
         }
         return 0;
