@@ -21,7 +21,8 @@
  *   - errors and hang-ups report the fd ready for reading and writing;
  *   - a closed fd is forgotten silently (epoll drops a closed file; poll's
  *     POLLNVAL makes tcg_poller_event_invalid() true, and the loop then
- *     calls tcg_poller_forget);
+ *     calls tcg_poller_forget), but a registration made since the wait
+ *     (another thread opened a new file under the number) stays;
  *   - the set may change from another thread (holding the GIL) while the
  *     loop waits without it; the change takes effect at once (epoll) or the
  *     waker ends the wait so the next one sees it (poll).
@@ -164,21 +165,29 @@ typedef struct {
     int wake_r, wake_w;      /* the self-pipe */
     bool waiting;            /* a wait uses pfds (without the GIL) */
     bool stale;              /* pfds lags `mask`: rebuild before a wait */
+    bool woken;              /* this wait was woken for a change already */
 } tcg_poller;
+
+/* In `mask`, beside the interest: a change that went to `mask` alone (a
+ * wait had pfds, or has had it since the last rebuild) registered the file
+ * that has the number now, checked open; the rebuild clears the bit. */
+#define TCG_POLLER_FRESH 0x80u
 
 void tcg_poller_sync(tcg_poller *p);   /* poller_poll.c */
 
 /* With the GIL held, just before a wait: from here to tcg_poller_leave,
  * a change (from another thread) goes to `mask` only and wakes the wait;
  * changes go there too until the next enter, which rebuilds pfds.  If
- * that rebuild cannot get memory, the old array is polled once more: an
- * event for an fd no longer watched is forgotten, as any stale one. */
+ * that rebuild cannot get memory, the old array is polled once more (a
+ * change during that wait ends it too): an event for an fd no longer
+ * watched is forgotten, as any stale one. */
 static inline void
 tcg_poller_enter(tcg_poller *p)
 {
     if (p->stale) {
         tcg_poller_sync(p);
     }
+    p->woken = false;
     p->waiting = true;
 }
 
@@ -215,16 +224,26 @@ tcg_poller_event_fd(const tcg_poller *p, int i)
     return p->events[i].fd;
 }
 
+/* POLLNVAL: the fd was closed at the wait.  If it has been registered
+ * since (another thread, holding the GIL while the loop waited for it,
+ * closed it, opened a new file under the number and registered that),
+ * the event speaks of the old file: the registration stays, and the event
+ * wakes nobody (tcg_poller_event_ready is 0). */
 static inline bool
 tcg_poller_event_invalid(const tcg_poller *p, int i)
 {
-    return (p->events[i].revents & POLLNVAL) != 0;
+    int fd = p->events[i].fd;
+    return (p->events[i].revents & POLLNVAL) != 0 &&
+           !((size_t)fd < p->nmask && (p->mask[fd] & TCG_POLLER_FRESH));
 }
 
 static inline unsigned
 tcg_poller_event_ready(const tcg_poller *p, int i)
 {
     short ev = p->events[i].revents;
+    if (ev & POLLNVAL) {
+        return 0;
+    }
     return ((ev & ~POLLOUT) ? TCG_POLLER_READ : 0) |
            ((ev & ~POLLIN) ? TCG_POLLER_WRITE : 0);
 }
@@ -262,7 +281,8 @@ tcg_poller_drain(tcg_poller *p)
 static inline unsigned
 tcg_poller_mask(const tcg_poller *p, int fd)
 {
-    return (size_t)fd < p->nmask ? p->mask[fd] : 0;
+    return (size_t)fd < p->nmask
+               ? p->mask[fd] & (TCG_POLLER_READ | TCG_POLLER_WRITE) : 0;
 }
 #endif
 

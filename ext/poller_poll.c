@@ -177,6 +177,7 @@ tcg_poller_sync(tcg_poller *p)
     p->npfds = 1;
     for (size_t fd = 0; fd < p->nmask; fd++) {
         p->pos[fd] = 0;
+        p->mask[fd] &= (uint8_t)~TCG_POLLER_FRESH;
         if (p->mask[fd] != 0) {
             struct pollfd *s = &p->pfds[p->npfds++];
             s->fd = (int)fd;
@@ -192,6 +193,7 @@ int
 tcg_poller_update(tcg_poller *p, int fd, unsigned want, bool strict)
 {
     unsigned have = tcg_poller_mask(p, fd);
+    bool checked = false;
     if (want & ~have) {
         int err = check_fd(fd);
         if (err != 0) {
@@ -201,6 +203,7 @@ tcg_poller_update(tcg_poller *p, int fd, unsigned want, bool strict)
             }
             want = 0;   /* gone: as epoll, which dropped it */
         }
+        checked = err == 0;
     }
     if (want == have) {
         return 0;
@@ -209,9 +212,14 @@ tcg_poller_update(tcg_poller *p, int fd, unsigned want, bool strict)
         return strict ? -1 : 0;   /* (want != 0 here, have == 0) */
     }
     if (p->waiting || p->stale) {
-        p->mask[fd] = (uint8_t)want;
-        if (!p->stale) {
-            p->stale = true;
+        unsigned fresh = checked ? TCG_POLLER_FRESH
+                                 : p->mask[fd] & TCG_POLLER_FRESH;
+        p->mask[fd] = (uint8_t)(want != 0 ? want | fresh : 0);
+        p->stale = true;
+        /* Once per wait, even one that polls an array that a failed
+         * rebuild left stale: it does not watch this change. */
+        if (p->waiting && !p->woken) {
+            p->woken = true;
             tcg_poller_wake(p);
         }
         return 0;

@@ -193,3 +193,60 @@ def test_reader_removed_from_another_thread_while_waiting(loop):
         t.join()
         a.close()
         b.close()
+
+
+def test_fd_reopened_and_registered_before_the_loop_reads_its_closure(loop):
+    # Another thread closes a registered fd and wakes the loop, whose wait
+    # then finds the fd closed (poll's POLLNVAL).  Before the loop has the
+    # GIL back, the thread unregisters the fd, opens a new file under the
+    # same number and registers that.  What the wait said is about the old
+    # file: the new registration stays, and its reader runs.
+    ctypes = pytest.importorskip("ctypes")
+    dup2 = ctypes.PyDLL(None, use_errno=True).dup2   # keeps the GIL
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    fd = a.fileno()
+    d.send(b"x")
+    got, errors = [], []
+
+    def on_read():
+        got.append(os.read(fd, 10))
+        loop.stop()
+
+    def other():
+        try:
+            time.sleep(0.05)            # the loop is in its wait
+            a.close()
+            loop._wakeup()
+            # Hold the GIL (a long switch interval, no blocking call) while
+            # the wait returns and the loop thread waits for the GIL.
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 0.2:
+                pass
+            loop._remove_reader(fd)
+            if dup2(c.fileno(), fd) != fd:
+                raise OSError(ctypes.get_errno(), "dup2")
+            loop._add_reader(fd, on_read)
+        except BaseException as exc:   # reported by the test below
+            errors.append(exc)
+
+    loop._add_reader(fd, got.append, "old")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10)
+    t = threading.Thread(target=other)
+    try:
+        t.start()
+        run_until_stopped(loop, 5)
+    finally:
+        t.join()
+        sys.setswitchinterval(interval)
+        loop._remove_reader(fd)
+        if a.fileno() == -1:            # closed above: fd is c's duplicate
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        for s in (a, b, c, d):
+            s.close()
+    assert errors == []
+    assert got == [b"x"]
