@@ -370,7 +370,8 @@ module_exec(PyObject *m)
         tcg_future_exec(m, st) < 0 ||
         tcg_loop_exec(m, st) < 0 ||
         tcg_runner_exec(m, st) < 0 ||
-        tcg_speedup_exec(m, st) < 0) {
+        tcg_speedup_exec(m, st) < 0 ||
+        tcg_transport_exec(m, st) < 0) {
         return -1;
     }
     return 0;
@@ -385,7 +386,8 @@ module_traverse(PyObject *m, visitproc visit, void *arg)
         (r = tcg_future_traverse(st, visit, arg)) != 0 ||
         (r = tcg_loop_traverse(st, visit, arg)) != 0 ||
         (r = tcg_runner_traverse(st, visit, arg)) != 0 ||
-        (r = tcg_speedup_traverse(st, visit, arg)) != 0) {
+        (r = tcg_speedup_traverse(st, visit, arg)) != 0 ||
+        (r = tcg_transport_traverse(st, visit, arg)) != 0) {
         return r;
     }
     return 0;
@@ -408,6 +410,7 @@ module_clear(PyObject *m)
     }
 #endif
     st->cleared = true;
+    tcg_transport_clear(st);
     tcg_speedup_clear(st);
     tcg_runner_clear(st);
     tcg_loop_clear(st);
@@ -429,10 +432,12 @@ module_stats(PyObject *m, PyObject *Py_UNUSED(ignored))
 {
     tcg_state *st = tcg_state_from_module(m);
     tcg_stats *s = &st->stats;
-    return Py_BuildValue("{sKsKsKsnsnsn}",
+    return Py_BuildValue("{sKsKsKsKsKsnsnsn}",
                          "coroutine_calls", s->coroutine_calls,
                          "runner_steps", s->runner_steps,
                          "loop_iterations", s->loop_iterations,
+                         "transport_reads", s->transport_reads,
+                         "transport_writes", s->transport_writes,
                          "future_freelist", (Py_ssize_t)st->fut.freelist.len,
                          "handle_freelist",
                          (Py_ssize_t)st->loop.handle.freelist[0].len,
@@ -513,7 +518,8 @@ static PyMethodDef module_methods[] = {
     {"_clear_freelists", module_clear_freelists, METH_NOARGS,
      "Free the Futures and Handles kept for reuse; returns how many."},
     {"_stats", module_stats, METH_NOARGS,
-     "Counts of coroutine calls, Runner steps and loop iterations made by "
+     "Counts of coroutine calls, Runner steps, loop iterations and "
+     "transport reads and writes made by "
      "the C code since import, and the number of objects on each freelist."},
     {NULL, NULL, 0, NULL},
 };

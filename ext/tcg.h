@@ -181,6 +181,7 @@ typedef struct {
 #include "runner.h"
 #include "loop.h"
 #include "speedup.h"
+#include "transport.h"
 
 /* Activity counters, read by _core._stats(): the proof that a run went
  * through the C code (install() under Tornado's suite).  Plain counters:
@@ -189,6 +190,8 @@ typedef struct {
     unsigned long long coroutine_calls;   /* gen.coroutine wrapper calls */
     unsigned long long runner_steps;      /* generator sends and throws */
     unsigned long long loop_iterations;   /* iterations of any of our loops */
+    unsigned long long transport_reads;   /* reads delivered by transport.c */
+    unsigned long long transport_writes;  /* writes sent whole by transport.c */
 } tcg_stats;
 
 struct tcg_state {
@@ -199,6 +202,7 @@ struct tcg_state {
     tcg_runner_state run;
     tcg_loop_state loop;
     tcg_speedup_state speedup;
+    tcg_transport_state transport;
 };
 
 extern PyModuleDef tcg_moduledef;

@@ -75,39 +75,28 @@ class _MapView(collections.abc.Mapping):
         return 0
 
 
-class _SocketTransport(selector_events._SelectorSocketTransport):
-    """The stdlib's socket transport, receiving into its loop's buffer.
+_SST = selector_events._SelectorSocketTransport
 
-    The stdlib's ``sock.recv(max_size)`` allocates a 256 KiB bytes object
-    per read; glibc serves that with mmap, mremap and munmap: three
-    syscalls more per read than the read itself.  ``recv_into`` a buffer
-    the loop keeps, then a copy of just what came, costs none.
+
+class _SocketTransport(_SST):
+    """The stdlib's socket transport, with its hot paths in C.
+
+    Every method and attribute is the stdlib's but three, which are
+    ``_core.TransportMethod`` descriptors (``ext/transport.c``) over the
+    stdlib's functions: ``_read_ready`` and ``_read_ready__data_received``
+    (the read and the ``protocol.data_received()`` call: a ``recv()`` into
+    a buffer the C module keeps, then a copy of just what came, where the
+    stdlib's ``recv(max_size)`` allocates 256 KiB per read, which glibc
+    serves with three more system calls), and ``write`` (the first
+    ``send()`` when nothing is queued).  Everything else, and every case
+    those take no shortcut for (another socket type, a queued buffer,
+    memoryviews, errors the stdlib raises), is the stdlib's own code.
     """
 
-    def _read_ready__data_received(self):
-        if self._conn_lost:
-            return
-        view = self._loop._recv_view
-        try:
-            n = self._sock.recv_into(view)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not n:
-            self._read_ready__on_eof()
-            return
-        data = bytes(view[:n])
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(
-                exc, "Fatal error: protocol.data_received() call failed.")
+    _read_ready = _core.TransportMethod("_read_ready", _SST._read_ready)
+    _read_ready__data_received = _core.TransportMethod(
+        "_read_ready__data_received", _SST._read_ready__data_received)
+    write = _core.TransportMethod("write", _SST.write)
 
 
 def _run_foreign_handle(handle):
@@ -127,8 +116,6 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
         # self-pipe it makes carries signal numbers (signal.set_wakeup_fd);
         # other threads wake the loop through the C core's own waker.
         unix_events.SelectorEventLoop.__init__(self, _SelectorView(self))
-        self._recv_view = memoryview(
-            bytearray(selector_events._SelectorSocketTransport.max_size))
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):

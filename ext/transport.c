@@ -1,0 +1,577 @@
+/* transport.c: the hot paths of the loop's socket transport, in C.
+ *
+ * loop.py's _SocketTransport is the stdlib's _SelectorSocketTransport:
+ * every method, attribute and rule of it, with three methods replaced by
+ * TransportMethod descriptors from here:
+ *
+ *   _read_ready                 what the loop runs when the socket is
+ *                               readable: self._read_ready_cb(), done
+ *                               inline when that is the method below;
+ *   _read_ready__data_received  recv() into the module's buffer, and the
+ *                               bytes that came to protocol.data_received();
+ *   write                       the first send() of a write when nothing
+ *                               is queued.
+ *
+ * Each keeps the stdlib's function (its fallback) and calls it for all but
+ * the common case: a plain socket.socket, bytes or a bytearray, nothing
+ * queued, no EOF written, no sendfile in progress, the connection up.  A
+ * write that is not sent whole goes to the fallback with what is left, to
+ * be queued there (flow control, the writer callback: all the stdlib's).
+ *
+ * The state is the stdlib's own attributes on the transport (_conn_lost,
+ * _eof, _buffer, _protocol, ...), read on every call: the stdlib's methods
+ * set them, so both paths always agree.  Errors take the stdlib's course:
+ * the same _fatal_error() call with the same message; SystemExit and
+ * KeyboardInterrupt propagate.  An OSError made here has no Python frame
+ * in its traceback, where the stdlib's would show its own line.
+ *
+ * The descriptor binds like a function (tp_descr_get, and
+ * Py_TPFLAGS_METHOD_DESCRIPTOR so that transport.write(data) makes no bound
+ * method) and introspects as the stdlib's function (__name__, __doc__,
+ * __qualname__, __module__, __wrapped__).
+ */
+#include "tcg.h"
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <structmember.h>   /* T_PYSSIZET, READONLY on 3.10 and 3.11 */
+
+typedef enum {
+    TR_READ_READY, TR_READ_DATA, TR_WRITE
+} tr_kind;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    tr_kind kind;
+    PyObject *fallback;     /* the stdlib's function */
+    PyObject *module;       /* strong: st stays valid while we live */
+    tcg_state *st;
+} TransportMethodObject;
+
+#define TM(op) ((TransportMethodObject *)(op))
+
+/* ---- shared steps --------------------------------------------------------- */
+
+/* With an exception set: as the stdlib's handlers, SystemExit and
+ * KeyboardInterrupt propagate (NULL); anything else goes to
+ * self._fatal_error(exc, msg) and the method returns None. */
+static PyObject *
+fatal_error(tcg_transport_state *ts, PyObject *self, PyObject *msg)
+{
+    if (msg == NULL ||   /* the state was cleared meanwhile (exit) */
+        PyErr_ExceptionMatches(PyExc_SystemExit) ||
+        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return NULL;
+    }
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL && exc != NULL) {
+        PyException_SetTraceback(exc, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    if (exc == NULL) {
+        /* Normalizing failed and left nothing: nothing to report. */
+        Py_RETURN_NONE;
+    }
+    PyObject *res = PyObject_CallMethodObjArgs(self, ts->str_fatal_error, exc,
+                                               msg, NULL);
+    Py_DECREF(exc);
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* Is `name` on `self` truthy?  1, 0, or -1 with an exception set. */
+static int
+attr_true(PyObject *self, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(self, name);
+    if (v == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* The socket's fd when self._sock is a plain socket.socket and
+ * self._sock_fd an int: >= 0; -1 when the fallback must do the work
+ * (another socket type); -2 with an exception set. */
+static int
+plain_socket_fd(tcg_transport_state *ts, PyObject *self)
+{
+    PyObject *sock = PyObject_GetAttr(self, ts->str_sock);
+    if (sock == NULL) {
+        return -2;
+    }
+    bool plain = Py_TYPE(sock) == (PyTypeObject *)ts->socket_type;
+    Py_DECREF(sock);
+    if (!plain) {
+        return -1;
+    }
+    PyObject *fdobj = PyObject_GetAttr(self, ts->str_sock_fd);
+    if (fdobj == NULL) {
+        return -2;
+    }
+    int overflow = 0;
+    long fd = PyLong_CheckExact(fdobj)
+              ? PyLong_AsLongAndOverflow(fdobj, &overflow) : -1;
+    Py_DECREF(fdobj);
+    if (overflow || fd < 0 || fd > INT_MAX) {
+        return -1;
+    }
+    return (int)fd;
+}
+
+static inline bool
+would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+/* _read_ready__data_received(): the stdlib's steps, with the socket read
+ * into the module's buffer (the stdlib's recv(max_size) allocates 256 KiB
+ * per read, which glibc serves with mmap and munmap). */
+static PyObject *
+read_data(TransportMethodObject *m, PyObject *self)
+{
+    tcg_state *st = m->st;
+    tcg_transport_state *ts = &st->transport;
+    int lost = attr_true(self, ts->str_conn_lost);
+    if (lost != 0) {
+        return lost < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    int fd = plain_socket_fd(ts, self);
+    if (fd < 0) {
+        return fd == -1 ? PyObject_CallOneArg(m->fallback, self) : NULL;
+    }
+    ssize_t n = recv(fd, ts->recv_buf, TCG_TRANSPORT_RECV_SIZE, 0);
+    if (n < 0) {
+        if (would_block(errno)) {
+            Py_RETURN_NONE;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return fatal_error(ts, self, ts->msg_read_error);
+    }
+    if (n == 0) {
+        return PyObject_CallMethodNoArgs(self, ts->str_on_eof);
+    }
+    /* No Python code runs between the recv() and this copy, so no other
+     * transport can reuse the buffer in between. */
+    PyObject *data = PyBytes_FromStringAndSize(ts->recv_buf, n);
+    if (data == NULL) {
+        return fatal_error(ts, self, ts->msg_read_error);
+    }
+    st->stats.transport_reads++;
+    PyObject *res = NULL;
+    PyObject *protocol = PyObject_GetAttr(self, ts->str_protocol);
+    if (protocol != NULL) {
+        PyObject *args[3] = {NULL, protocol, data};
+        res = PyObject_VectorcallMethod(ts->str_data_received, args + 1,
+                                        2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                        NULL);
+        Py_DECREF(protocol);
+    }
+    Py_DECREF(data);
+    if (res == NULL) {
+        return fatal_error(ts, self, ts->msg_data_received);
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* _read_ready(): self._read_ready_cb(), which set_protocol() made one of
+ * our bound methods. */
+static PyObject *
+read_ready(TransportMethodObject *m, PyObject *self)
+{
+    PyObject *cb = PyObject_GetAttr(self, m->st->transport.str_read_ready_cb);
+    if (cb == NULL) {
+        return NULL;
+    }
+    PyObject *res;
+    PyObject *func = PyMethod_Check(cb) ? PyMethod_GET_FUNCTION(cb) : NULL;
+    if (func != NULL && PyMethod_GET_SELF(cb) == self &&
+        Py_TYPE(func) == Py_TYPE(m) && TM(func)->kind == TR_READ_DATA) {
+        res = read_data(TM(func), self);
+    }
+    else {
+        res = PyObject_CallNoArgs(cb);
+    }
+    Py_DECREF(cb);
+    return res;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+/* May write(data) send at once, here?  The stdlib's checks in its order:
+ * no EOF written, no sendfile waiting, the connection not lost, nothing
+ * queued; and a plain socket.  The fd (>= 0) if so; -1 if the fallback
+ * must take it; -2 with an exception set. */
+static int
+write_now_fd(tcg_transport_state *ts, PyObject *self)
+{
+    PyObject *eof = PyObject_GetAttr(self, ts->str_eof);
+    if (eof == NULL) {
+        return -2;
+    }
+    bool no_eof = eof == Py_False;
+    Py_DECREF(eof);
+    if (!no_eof) {
+        return -1;
+    }
+    PyObject *waiter = PyObject_GetAttr(self, ts->str_empty_waiter);
+    if (waiter == NULL) {
+        return -2;
+    }
+    bool no_waiter = waiter == Py_None;
+    Py_DECREF(waiter);
+    if (!no_waiter) {
+        return -1;
+    }
+    int t = attr_true(self, ts->str_conn_lost);
+    if (t != 0) {
+        return t < 0 ? -2 : -1;
+    }
+    t = attr_true(self, ts->str_buffer);
+    if (t != 0) {
+        return t < 0 ? -2 : -1;
+    }
+    int fd = plain_socket_fd(ts, self);
+    return fd;
+}
+
+static PyObject *
+write_data(TransportMethodObject *m, PyObject *self, PyObject *data)
+{
+    tcg_state *st = m->st;
+    tcg_transport_state *ts = &st->transport;
+    const char *buf;
+    Py_ssize_t len;
+    if (PyBytes_CheckExact(data)) {
+        buf = PyBytes_AS_STRING(data);
+        len = PyBytes_GET_SIZE(data);
+    }
+    else if (PyByteArray_CheckExact(data)) {
+        buf = PyByteArray_AS_STRING(data);
+        len = PyByteArray_GET_SIZE(data);
+    }
+    else {
+        /* Other buffers, and the TypeError for what is none. */
+        return PyObject_CallFunctionObjArgs(m->fallback, self, data, NULL);
+    }
+    if (len == 0) {
+        return PyObject_CallFunctionObjArgs(m->fallback, self, data, NULL);
+    }
+    int fd = write_now_fd(ts, self);
+    if (fd < 0) {
+        return fd == -1
+            ? PyObject_CallFunctionObjArgs(m->fallback, self, data, NULL)
+            : NULL;
+    }
+    /* `buf` is still the object's: no Python code ran since it was read. */
+    ssize_t n = send(fd, buf, (size_t)len, 0);
+    if (n == len) {
+        st->stats.transport_writes++;
+        Py_RETURN_NONE;
+    }
+    if (n < 0) {
+        if (would_block(errno)) {
+            return PyObject_CallFunctionObjArgs(m->fallback, self, data,
+                                                NULL);
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return fatal_error(ts, self, ts->msg_write_error);
+    }
+    /* Part went: the rest is queued by the stdlib's code, as data[n:] (a
+     * copy, as the stdlib's own slice, so the caller's bytearray is not
+     * held by an export). */
+    PyObject *rest = PySequence_GetSlice(data, n, len);
+    if (rest == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_CallFunctionObjArgs(m->fallback, self, rest,
+                                                 NULL);
+    Py_DECREF(rest);
+    return res;
+}
+
+/* ---- the descriptor ------------------------------------------------------- */
+
+static PyObject *
+trm_call(PyObject *callable, PyObject *const *args, size_t nargsf,
+         PyObject *kwnames)
+{
+    TransportMethodObject *m = TM(callable);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (!m->st->cleared && kwnames == NULL) {
+        switch (m->kind) {
+        case TR_WRITE:
+            if (nargs == 2) {
+                return write_data(m, args[0], args[1]);
+            }
+            break;
+        case TR_READ_DATA:
+            if (nargs == 1) {
+                return read_data(m, args[0]);
+            }
+            break;
+        case TR_READ_READY:
+            if (nargs == 1) {
+                return read_ready(m, args[0]);
+            }
+            break;
+        }
+    }
+    /* Keywords, wrong counts (the stdlib's TypeError), interpreter exit. */
+    return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+trm_descr_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    (void)type;
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* The stdlib's function's names and docs. */
+static PyObject *
+trm_getattro(PyObject *self, PyObject *name)
+{
+    TransportMethodObject *m = TM(self);
+    if (!m->st->cleared && m->fallback != NULL) {
+        int own = PySequence_Contains(m->st->transport.delegated, name);
+        if (own < 0) {
+            return NULL;
+        }
+        if (own) {
+            return PyObject_GetAttr(m->fallback, name);
+        }
+    }
+    return PyObject_GenericGetAttr(self, name);
+}
+
+static PyObject *
+trm_repr(PyObject *self)
+{
+    TransportMethodObject *m = TM(self);
+    if (m->fallback == NULL) {
+        return PyUnicode_FromString("<TransportMethod (cleared)>");
+    }
+    return PyUnicode_FromFormat("<TransportMethod over %R>", m->fallback);
+}
+
+static int
+trm_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(TM(self)->fallback);
+    Py_VISIT(TM(self)->module);
+    return 0;
+}
+
+static int
+trm_clear(PyObject *self)
+{
+    Py_CLEAR(TM(self)->fallback);
+    /* The module (and `st`) stay until dealloc. */
+    return 0;
+}
+
+static void
+trm_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    trm_clear(self);
+    PyObject *module = TM(self)->module;
+    tp->tp_free(self);
+    Py_DECREF(tp);
+    Py_XDECREF(module);   /* last: the state may go with it */
+}
+
+/* TransportMethod(name, fallback): name is "_read_ready",
+ * "_read_ready__data_received" or "write"; fallback the stdlib's
+ * _SelectorSocketTransport function of that name. */
+static PyObject *
+trm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"name", "fallback", NULL};
+    const char *name;
+    PyObject *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO:TransportMethod", kwlist,
+                                     &name, &fallback)) {
+        return NULL;
+    }
+    tr_kind k;
+    if (strcmp(name, "_read_ready") == 0) {
+        k = TR_READ_READY;
+    }
+    else if (strcmp(name, "_read_ready__data_received") == 0) {
+        k = TR_READ_DATA;
+    }
+    else if (strcmp(name, "write") == 0) {
+        k = TR_WRITE;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown TransportMethod name %R",
+                     PyTuple_GET_ITEM(args, 0));
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    PyObject *module = tcg_module_from_type(type);
+    tcg_state *st = tcg_state_if_live(module);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    TransportMethodObject *m = (TransportMethodObject *)type->tp_alloc(type, 0);
+    if (m == NULL) {
+        return NULL;
+    }
+    m->vectorcall = trm_call;
+    m->kind = k;
+    m->fallback = Py_NewRef(fallback);
+    m->module = Py_NewRef(module);
+    m->st = st;
+    return (PyObject *)m;
+}
+
+static PyMemberDef trm_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET,
+     offsetof(TransportMethodObject, vectorcall), READONLY, NULL},
+    {"__wrapped__", T_OBJECT, offsetof(TransportMethodObject, fallback),
+     READONLY, "The stdlib's function, which this one takes the common "
+               "case of."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot trm_slots[] = {
+    {Py_tp_doc, (void *)"A socket transport method of the stdlib's, with "
+                        "its common case in C."},
+    {Py_tp_new, trm_new},
+    {Py_tp_dealloc, trm_dealloc},
+    {Py_tp_traverse, trm_traverse},
+    {Py_tp_clear, trm_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, trm_descr_get},
+    {Py_tp_getattro, trm_getattro},
+    {Py_tp_repr, trm_repr},
+    {Py_tp_members, trm_members},
+    {0, NULL},
+};
+
+static PyType_Spec trm_spec = {
+    .name = "tornado_cgen._core.TransportMethod",
+    .basicsize = sizeof(TransportMethodObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .slots = trm_slots,
+};
+
+/* ---- module state ---------------------------------------------------------- */
+
+#define TR_STRING(field, text, make)                                         \
+    do {                                                                     \
+        if ((ts->field = make(text)) == NULL)                                \
+            return -1;                                                       \
+    } while (0)
+
+int
+tcg_transport_exec(PyObject *m, tcg_state *st)
+{
+    tcg_transport_state *ts = &st->transport;
+    ts->TransportMethodType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(m, &trm_spec, NULL);
+    if (ts->TransportMethodType == NULL ||
+        PyModule_AddType(m, ts->TransportMethodType) < 0) {
+        return -1;
+    }
+    PyObject *socket_mod = PyImport_ImportModule("socket");
+    if (socket_mod == NULL) {
+        return -1;
+    }
+    ts->socket_type = PyObject_GetAttrString(socket_mod, "socket");
+    Py_DECREF(socket_mod);
+    if (ts->socket_type == NULL) {
+        return -1;
+    }
+    if (!PyType_Check(ts->socket_type)) {
+        PyErr_SetString(PyExc_TypeError, "socket.socket is not a type");
+        return -1;
+    }
+    ts->recv_buf = PyMem_RawMalloc(TCG_TRANSPORT_RECV_SIZE);
+    if (ts->recv_buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    TR_STRING(str_conn_lost, "_conn_lost", PyUnicode_InternFromString);
+    TR_STRING(str_read_ready_cb, "_read_ready_cb", PyUnicode_InternFromString);
+    TR_STRING(str_sock, "_sock", PyUnicode_InternFromString);
+    TR_STRING(str_sock_fd, "_sock_fd", PyUnicode_InternFromString);
+    TR_STRING(str_protocol, "_protocol", PyUnicode_InternFromString);
+    TR_STRING(str_eof, "_eof", PyUnicode_InternFromString);
+    TR_STRING(str_empty_waiter, "_empty_waiter", PyUnicode_InternFromString);
+    TR_STRING(str_buffer, "_buffer", PyUnicode_InternFromString);
+    TR_STRING(str_fatal_error, "_fatal_error", PyUnicode_InternFromString);
+    TR_STRING(str_on_eof, "_read_ready__on_eof", PyUnicode_InternFromString);
+    TR_STRING(str_data_received, "data_received", PyUnicode_InternFromString);
+    TR_STRING(msg_read_error, "Fatal read error on socket transport",
+              PyUnicode_FromString);
+    TR_STRING(msg_write_error, "Fatal write error on socket transport",
+              PyUnicode_FromString);
+    TR_STRING(msg_data_received,
+              "Fatal error: protocol.data_received() call failed.",
+              PyUnicode_FromString);
+    ts->delegated = Py_BuildValue("(ssss)", "__doc__", "__name__",
+                                  "__qualname__", "__module__");
+    return ts->delegated == NULL ? -1 : 0;
+}
+
+int
+tcg_transport_traverse(tcg_state *st, visitproc visit, void *arg)
+{
+    Py_VISIT(st->transport.TransportMethodType);
+    Py_VISIT(st->transport.socket_type);
+    return 0;
+}
+
+void
+tcg_transport_clear(tcg_state *st)
+{
+    tcg_transport_state *ts = &st->transport;
+    Py_CLEAR(ts->TransportMethodType);
+    Py_CLEAR(ts->socket_type);
+    PyMem_RawFree(ts->recv_buf);
+    ts->recv_buf = NULL;
+    Py_CLEAR(ts->str_conn_lost);
+    Py_CLEAR(ts->str_read_ready_cb);
+    Py_CLEAR(ts->str_sock);
+    Py_CLEAR(ts->str_sock_fd);
+    Py_CLEAR(ts->str_protocol);
+    Py_CLEAR(ts->str_eof);
+    Py_CLEAR(ts->str_empty_waiter);
+    Py_CLEAR(ts->str_buffer);
+    Py_CLEAR(ts->str_fatal_error);
+    Py_CLEAR(ts->str_on_eof);
+    Py_CLEAR(ts->str_data_received);
+    Py_CLEAR(ts->msg_read_error);
+    Py_CLEAR(ts->msg_write_error);
+    Py_CLEAR(ts->msg_data_received);
+    Py_CLEAR(ts->delegated);
+}

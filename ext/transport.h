@@ -1,0 +1,42 @@
+/* transport.h: the C hot paths of the loop's socket transport (included
+ * from tcg.h; transport.c owns everything declared here). */
+#ifndef TCG_TRANSPORT_H
+#define TCG_TRANSPORT_H
+
+typedef struct tcg_state tcg_state;   /* tcg.h */
+
+/* What one read may take: the stdlib transport's max_size. */
+#define TCG_TRANSPORT_RECV_SIZE (256 * 1024)
+
+typedef struct {
+    PyTypeObject *TransportMethodType;
+    PyObject *socket_type;        /* socket.socket */
+    /* The buffer reads land in before their bytes are copied out; one per
+     * module, used only with the GIL held and no Python code running
+     * between the recv() and the copy. */
+    char *recv_buf;
+    /* The transport's attributes (the stdlib's names) and the protocol's
+     * method. */
+    PyObject *str_conn_lost;
+    PyObject *str_read_ready_cb;
+    PyObject *str_sock;
+    PyObject *str_sock_fd;
+    PyObject *str_protocol;
+    PyObject *str_eof;
+    PyObject *str_empty_waiter;
+    PyObject *str_buffer;
+    PyObject *str_fatal_error;
+    PyObject *str_on_eof;
+    PyObject *str_data_received;
+    /* _fatal_error()'s messages, the stdlib's words. */
+    PyObject *msg_read_error;
+    PyObject *msg_write_error;
+    PyObject *msg_data_received;
+    PyObject *delegated;          /* names read from the stdlib's function */
+} tcg_transport_state;
+
+int tcg_transport_exec(PyObject *m, tcg_state *st);
+int tcg_transport_traverse(tcg_state *st, visitproc visit, void *arg);
+void tcg_transport_clear(tcg_state *st);
+
+#endif /* TCG_TRANSPORT_H */
