@@ -87,42 +87,71 @@ fatal_error(tcg_transport_state *ts, PyObject *self, PyObject *msg)
     Py_RETURN_NONE;
 }
 
-/* Is `name` on `self` truthy?  1, 0, or -1 with an exception set. */
-static int
-attr_true(PyObject *self, PyObject *name)
+/* The hot attributes, in the order of slot_names below.  loop.py declares
+ * them as __slots__ of a class of its own (registered with
+ * _transport_slots()), so that they are read here as struct fields while
+ * the stdlib's code keeps reading and setting them by name. */
+enum {
+    TR_SLOT_SOCK, TR_SLOT_SOCK_FD, TR_SLOT_PROTOCOL, TR_SLOT_CONN_LOST,
+    TR_SLOT_EOF, TR_SLOT_EMPTY_WAITER, TR_SLOT_BUFFER, TR_SLOT_READ_READY_CB
+};
+
+static const char *const slot_names[TCG_TRANSPORT_NSLOTS] = {
+    "_sock", "_sock_fd", "_protocol", "_conn_lost",
+    "_eof", "_empty_waiter", "_buffer", "_read_ready_cb",
+};
+
+/* Is `self` an instance of the registered slots class?  (Only then do the
+ * offsets mean anything.) */
+static inline bool
+has_slots(tcg_transport_state *ts, PyObject *self)
 {
-    PyObject *v = PyObject_GetAttr(self, name);
+    PyTypeObject *tp = Py_TYPE(self);
+    return ts->slots_type != NULL &&
+           (tp->tp_base == ts->slots_type || tp == ts->slots_type ||
+            PyType_IsSubtype(tp, ts->slots_type));
+}
+
+/* The slot's value, borrowed; NULL if it is unset (the stdlib's code would
+ * meet an AttributeError there: the caller leaves it to that code). */
+static inline PyObject *
+slot(tcg_transport_state *ts, PyObject *self, int i)
+{
+    return *(PyObject **)((char *)self + ts->slot_offset[i]);
+}
+
+/* Is the slot set and falsy, as the stdlib's `not self.<name>`?  1, 0 (set
+ * and truthy, or unset), or -1 with an exception set. */
+static int
+slot_false(tcg_transport_state *ts, PyObject *self, int i)
+{
+    PyObject *v = slot(ts, self, i);
     if (v == NULL) {
-        return -1;
+        return 0;
+    }
+    if (v == Py_False || v == Py_None || v == ts->zero) {
+        return 1;
+    }
+    if (PyByteArray_CheckExact(v)) {
+        return PyByteArray_GET_SIZE(v) == 0;
     }
     int t = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return t;
+    return t < 0 ? -1 : !t;
 }
 
 /* The socket's fd when self._sock is a plain socket.socket and
- * self._sock_fd an int: >= 0; -1 when the fallback must do the work
- * (another socket type); -2 with an exception set. */
+ * self._sock_fd an int: >= 0; else -1, the fallback must do the work. */
 static int
 plain_socket_fd(tcg_transport_state *ts, PyObject *self)
 {
-    PyObject *sock = PyObject_GetAttr(self, ts->str_sock);
-    if (sock == NULL) {
-        return -2;
-    }
-    bool plain = Py_TYPE(sock) == (PyTypeObject *)ts->socket_type;
-    Py_DECREF(sock);
-    if (!plain) {
+    PyObject *sock = slot(ts, self, TR_SLOT_SOCK);
+    PyObject *fdobj = slot(ts, self, TR_SLOT_SOCK_FD);
+    if (sock == NULL || Py_TYPE(sock) != (PyTypeObject *)ts->socket_type ||
+        fdobj == NULL || !PyLong_CheckExact(fdobj)) {
         return -1;
     }
-    PyObject *fdobj = PyObject_GetAttr(self, ts->str_sock_fd);
-    if (fdobj == NULL) {
-        return -2;
-    }
     int overflow = 0;
-    long fd = PyLong_CheckExact(fdobj)
-              ? PyLong_AsLongAndOverflow(fdobj, &overflow) : -1;
-    Py_DECREF(fdobj);
+    long fd = PyLong_AsLongAndOverflow(fdobj, &overflow);
     if (overflow || fd < 0 || fd > INT_MAX) {
         return -1;
     }
@@ -145,13 +174,14 @@ read_data(TransportMethodObject *m, PyObject *self)
 {
     tcg_state *st = m->st;
     tcg_transport_state *ts = &st->transport;
-    int lost = attr_true(self, ts->str_conn_lost);
-    if (lost != 0) {
-        return lost < 0 ? NULL : Py_NewRef(Py_None);
+    int fd;
+    if (!has_slots(ts, self) || (fd = plain_socket_fd(ts, self)) < 0) {
+        return PyObject_CallOneArg(m->fallback, self);
     }
-    int fd = plain_socket_fd(ts, self);
-    if (fd < 0) {
-        return fd == -1 ? PyObject_CallOneArg(m->fallback, self) : NULL;
+    /* if self._conn_lost: return */
+    int up = slot_false(ts, self, TR_SLOT_CONN_LOST);
+    if (up <= 0) {
+        return up < 0 ? NULL : PyObject_CallOneArg(m->fallback, self);
     }
     ssize_t n = recv(fd, ts->recv_buf, TCG_TRANSPORT_RECV_SIZE, 0);
     if (n < 0) {
@@ -172,13 +202,20 @@ read_data(TransportMethodObject *m, PyObject *self)
     }
     st->stats.transport_reads++;
     PyObject *res = NULL;
-    PyObject *protocol = PyObject_GetAttr(self, ts->str_protocol);
+    PyObject *protocol = slot(ts, self, TR_SLOT_PROTOCOL);
     if (protocol != NULL) {
+        /* Strong: data_received may replace the transport's protocol. */
+        Py_INCREF(protocol);
         PyObject *args[3] = {NULL, protocol, data};
         res = PyObject_VectorcallMethod(ts->str_data_received, args + 1,
                                         2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                         NULL);
         Py_DECREF(protocol);
+    }
+    else {
+        PyErr_SetString(PyExc_AttributeError,
+                        "'_SocketTransport' object has no attribute "
+                        "'_protocol'");
     }
     Py_DECREF(data);
     if (res == NULL) {
@@ -193,10 +230,13 @@ read_data(TransportMethodObject *m, PyObject *self)
 static PyObject *
 read_ready(TransportMethodObject *m, PyObject *self)
 {
-    PyObject *cb = PyObject_GetAttr(self, m->st->transport.str_read_ready_cb);
-    if (cb == NULL) {
-        return NULL;
+    tcg_transport_state *ts = &m->st->transport;
+    if (!has_slots(ts, self) ||
+        slot(ts, self, TR_SLOT_READ_READY_CB) == NULL) {
+        return PyObject_CallOneArg(m->fallback, self);
     }
+    /* Strong: the call may replace it (set_protocol). */
+    PyObject *cb = Py_NewRef(slot(ts, self, TR_SLOT_READ_READY_CB));
     PyObject *res;
     PyObject *func = PyMethod_Check(cb) ? PyMethod_GET_FUNCTION(cb) : NULL;
     if (func != NULL && PyMethod_GET_SELF(cb) == self &&
@@ -219,34 +259,20 @@ read_ready(TransportMethodObject *m, PyObject *self)
 static int
 write_now_fd(tcg_transport_state *ts, PyObject *self)
 {
-    PyObject *eof = PyObject_GetAttr(self, ts->str_eof);
-    if (eof == NULL) {
-        return -2;
-    }
-    bool no_eof = eof == Py_False;
-    Py_DECREF(eof);
-    if (!no_eof) {
+    if (!has_slots(ts, self) ||
+        slot(ts, self, TR_SLOT_EOF) != Py_False ||
+        slot(ts, self, TR_SLOT_EMPTY_WAITER) != Py_None) {
         return -1;
     }
-    PyObject *waiter = PyObject_GetAttr(self, ts->str_empty_waiter);
-    if (waiter == NULL) {
-        return -2;
-    }
-    bool no_waiter = waiter == Py_None;
-    Py_DECREF(waiter);
-    if (!no_waiter) {
-        return -1;
-    }
-    int t = attr_true(self, ts->str_conn_lost);
-    if (t != 0) {
+    int t = slot_false(ts, self, TR_SLOT_CONN_LOST);
+    if (t <= 0) {
         return t < 0 ? -2 : -1;
     }
-    t = attr_true(self, ts->str_buffer);
-    if (t != 0) {
+    t = slot_false(ts, self, TR_SLOT_BUFFER);
+    if (t <= 0) {
         return t < 0 ? -2 : -1;
     }
-    int fd = plain_socket_fd(ts, self);
-    return fd;
+    return plain_socket_fd(ts, self);
 }
 
 static PyObject *
@@ -451,6 +477,57 @@ trm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)m;
 }
 
+/* TransportMethod.register_slots(cls): the class whose __slots__ hold the
+ * attributes of slot_names (each a plain object slot of cls itself); the
+ * methods read them as struct fields on instances of it.  Once per
+ * module: loop.py's _SocketTransport's base. */
+static PyObject *
+trm_register_slots(PyObject *type, PyObject *cls)
+{
+    /* A class method: `type` is TransportMethod (or a subclass). */
+    tcg_state *st = tcg_state_from_type((PyTypeObject *)type);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    tcg_transport_state *ts = &st->transport;
+    if (!PyType_Check(cls)) {
+        PyErr_Format(PyExc_TypeError, "register_slots() needs a class, not %.100s",
+                     Py_TYPE(cls)->tp_name);
+        return NULL;
+    }
+    if (ts->slots_type != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the transport's slots class is already registered");
+        return NULL;
+    }
+    PyObject *dict = ((PyTypeObject *)cls)->tp_dict;
+    Py_ssize_t offsets[TCG_TRANSPORT_NSLOTS];
+    for (int i = 0; i < TCG_TRANSPORT_NSLOTS; i++) {
+        PyObject *d = dict == NULL ? NULL
+                    : PyDict_GetItemString(dict, slot_names[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX ||
+            (((PyMemberDescrObject *)d)->d_member->flags & READONLY)) {
+            PyErr_Format(PyExc_TypeError,
+                         "%.100s has no writable __slots__ entry %s",
+                         ((PyTypeObject *)cls)->tp_name, slot_names[i]);
+            return NULL;
+        }
+        offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    memcpy(ts->slot_offset, offsets, sizeof(offsets));
+    ts->slots_type = (PyTypeObject *)Py_NewRef(cls);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef trm_methods[] = {
+    {"register_slots", trm_register_slots, METH_O | METH_CLASS,
+     "Register the class whose __slots__ hold the transport attributes "
+     "the C methods read."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMemberDef trm_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET,
      offsetof(TransportMethodObject, vectorcall), READONLY, NULL},
@@ -472,6 +549,7 @@ static PyType_Slot trm_slots[] = {
     {Py_tp_getattro, trm_getattro},
     {Py_tp_repr, trm_repr},
     {Py_tp_members, trm_members},
+    {Py_tp_methods, trm_methods},
     {0, NULL},
 };
 
@@ -515,19 +593,14 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
         PyErr_SetString(PyExc_TypeError, "socket.socket is not a type");
         return -1;
     }
+    if ((ts->zero = PyLong_FromLong(0)) == NULL) {
+        return -1;
+    }
     ts->recv_buf = PyMem_RawMalloc(TCG_TRANSPORT_RECV_SIZE);
     if (ts->recv_buf == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    TR_STRING(str_conn_lost, "_conn_lost", PyUnicode_InternFromString);
-    TR_STRING(str_read_ready_cb, "_read_ready_cb", PyUnicode_InternFromString);
-    TR_STRING(str_sock, "_sock", PyUnicode_InternFromString);
-    TR_STRING(str_sock_fd, "_sock_fd", PyUnicode_InternFromString);
-    TR_STRING(str_protocol, "_protocol", PyUnicode_InternFromString);
-    TR_STRING(str_eof, "_eof", PyUnicode_InternFromString);
-    TR_STRING(str_empty_waiter, "_empty_waiter", PyUnicode_InternFromString);
-    TR_STRING(str_buffer, "_buffer", PyUnicode_InternFromString);
     TR_STRING(str_fatal_error, "_fatal_error", PyUnicode_InternFromString);
     TR_STRING(str_on_eof, "_read_ready__on_eof", PyUnicode_InternFromString);
     TR_STRING(str_data_received, "data_received", PyUnicode_InternFromString);
@@ -548,6 +621,7 @@ tcg_transport_traverse(tcg_state *st, visitproc visit, void *arg)
 {
     Py_VISIT(st->transport.TransportMethodType);
     Py_VISIT(st->transport.socket_type);
+    Py_VISIT(st->transport.slots_type);
     return 0;
 }
 
@@ -557,16 +631,10 @@ tcg_transport_clear(tcg_state *st)
     tcg_transport_state *ts = &st->transport;
     Py_CLEAR(ts->TransportMethodType);
     Py_CLEAR(ts->socket_type);
+    Py_CLEAR(ts->slots_type);
+    Py_CLEAR(ts->zero);
     PyMem_RawFree(ts->recv_buf);
     ts->recv_buf = NULL;
-    Py_CLEAR(ts->str_conn_lost);
-    Py_CLEAR(ts->str_read_ready_cb);
-    Py_CLEAR(ts->str_sock);
-    Py_CLEAR(ts->str_sock_fd);
-    Py_CLEAR(ts->str_protocol);
-    Py_CLEAR(ts->str_eof);
-    Py_CLEAR(ts->str_empty_waiter);
-    Py_CLEAR(ts->str_buffer);
     Py_CLEAR(ts->str_fatal_error);
     Py_CLEAR(ts->str_on_eof);
     Py_CLEAR(ts->str_data_received);

@@ -8,23 +8,24 @@ typedef struct tcg_state tcg_state;   /* tcg.h */
 /* What one read may take: the stdlib transport's max_size. */
 #define TCG_TRANSPORT_RECV_SIZE (256 * 1024)
 
+/* The transport attributes transport.c reads as slots. */
+#define TCG_TRANSPORT_NSLOTS 8
+
 typedef struct {
     PyTypeObject *TransportMethodType;
     PyObject *socket_type;        /* socket.socket */
+    PyObject *zero;               /* 0: _conn_lost's value while connected */
     /* The buffer reads land in before their bytes are copied out; one per
      * module, used only with the GIL held and no Python code running
      * between the recv() and the copy. */
     char *recv_buf;
     /* The transport's attributes (the stdlib's names) and the protocol's
      * method. */
-    PyObject *str_conn_lost;
-    PyObject *str_read_ready_cb;
-    PyObject *str_sock;
-    PyObject *str_sock_fd;
-    PyObject *str_protocol;
-    PyObject *str_eof;
-    PyObject *str_empty_waiter;
-    PyObject *str_buffer;
+    /* The class whose __slots__ hold the transport's hot attributes (loop.py
+     * registers it with _transport_slots()), and where each slot sits in
+     * its instances: transport.c's TR_SLOT_* order. */
+    PyTypeObject *slots_type;
+    Py_ssize_t slot_offset[TCG_TRANSPORT_NSLOTS];
     PyObject *str_fatal_error;
     PyObject *str_on_eof;
     PyObject *str_data_received;

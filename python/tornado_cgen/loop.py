@@ -25,7 +25,8 @@ import sys
 import threading
 import warnings
 import weakref
-from asyncio import base_events, events, selector_events, unix_events
+from asyncio import (base_events, events, selector_events, transports,
+                     unix_events)
 
 from . import _core
 
@@ -78,7 +79,19 @@ class _MapView(collections.abc.Mapping):
 _SST = selector_events._SelectorSocketTransport
 
 
-class _SocketTransport(_SST):
+class _TransportSlots(transports._FlowControlMixin):
+    """The attributes of the stdlib's socket transport that its C methods
+    read, as slots: the stdlib's code reads and sets them by name as
+    before, the C code reads them as struct fields."""
+
+    __slots__ = ("_sock", "_sock_fd", "_protocol", "_conn_lost", "_eof",
+                 "_empty_waiter", "_buffer", "_read_ready_cb")
+
+
+_core.TransportMethod.register_slots(_TransportSlots)
+
+
+class _SocketTransport(_TransportSlots, _SST):
     """The stdlib's socket transport, with its hot paths in C.
 
     Every method and attribute is the stdlib's but three, which are
@@ -97,6 +110,12 @@ class _SocketTransport(_SST):
     _read_ready__data_received = _core.TransportMethod(
         "_read_ready__data_received", _SST._read_ready__data_received)
     write = _core.TransportMethod("write", _SST.write)
+
+    def __init__(self, *args, **kwargs):
+        # The stdlib's class attribute _sock = None, which its __del__
+        # reads when __init__ failed early: a slot has no class default.
+        self._sock = None
+        super().__init__(*args, **kwargs)
 
 
 def _run_foreign_handle(handle):
