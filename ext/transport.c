@@ -1,7 +1,7 @@
 /* transport.c: the hot paths of the loop's socket transport, in C.
  *
  * loop.py's _SocketTransport is the stdlib's _SelectorSocketTransport:
- * every method, attribute and rule of it, with three methods replaced by
+ * every method, attribute and rule of it, with four methods replaced by
  * TransportMethod descriptors from here:
  *
  *   _read_ready                 what the loop runs when the socket is
@@ -9,6 +9,8 @@
  *                               inline when that is the method below;
  *   _read_ready__data_received  recv() into the module's buffer, and the
  *                               bytes that came to protocol.data_received();
+ *   _read_ready__get_buffer     recv() into a BufferedProtocol's buffer, and
+ *                               protocol.buffer_updated(n);
  *   write                       the first send() of a write when nothing
  *                               is queued.
  *
@@ -38,7 +40,7 @@
 #include <structmember.h>   /* T_PYSSIZET, READONLY on 3.10 and 3.11 */
 
 typedef enum {
-    TR_READ_READY, TR_READ_DATA, TR_WRITE
+    TR_READ_READY, TR_READ_DATA, TR_READ_BUFFER, TR_WRITE
 } tr_kind;
 
 typedef struct {
@@ -225,6 +227,108 @@ read_data(TransportMethodObject *m, PyObject *self)
     Py_RETURN_NONE;
 }
 
+/* _read_ready__get_buffer(): the stdlib's steps for a BufferedProtocol,
+ * the socket read straight into the protocol's buffer. */
+static PyObject *
+read_buffer(TransportMethodObject *m, PyObject *self)
+{
+    tcg_transport_state *ts = &m->st->transport;
+    int fd;
+    if (!has_slots(ts, self) || (fd = plain_socket_fd(ts, self)) < 0) {
+        return PyObject_CallOneArg(m->fallback, self);
+    }
+    int up = slot_false(ts, self, TR_SLOT_CONN_LOST);
+    if (up <= 0) {
+        return up < 0 ? NULL : PyObject_CallOneArg(m->fallback, self);
+    }
+    PyObject *protocol = slot(ts, self, TR_SLOT_PROTOCOL);
+    if (protocol == NULL) {
+        return PyObject_CallOneArg(m->fallback, self);
+    }
+    Py_INCREF(protocol);
+    PyObject *buf = PyObject_CallMethodOneArg(protocol, ts->str_get_buffer,
+                                              ts->minus_one);
+    Py_ssize_t len = buf == NULL ? -1 : PyObject_Size(buf);
+    if (len == 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "get_buffer() returned an empty buffer");
+    }
+    if (len <= 0) {
+        Py_XDECREF(buf);
+        Py_DECREF(protocol);
+        return fatal_error(ts, self, ts->msg_get_buffer);
+    }
+    /* sock.recv_into(buf): straight into a writable C-contiguous buffer;
+     * anything else through the socket's own method (its errors). */
+    Py_ssize_t n;
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) == 0 &&
+        PyBuffer_IsContiguous(&view, 'C')) {
+        n = recv(fd, view.buf, (size_t)view.len, 0);
+        int err = errno;
+        PyBuffer_Release(&view);
+        if (n < 0 && !would_block(err)) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
+        else if (n < 0) {
+            Py_DECREF(buf);
+            Py_DECREF(protocol);
+            Py_RETURN_NONE;
+        }
+    }
+    else {
+        if (!PyErr_Occurred()) {
+            PyBuffer_Release(&view);
+        }
+        PyErr_Clear();
+        PyObject *sock = slot(ts, self, TR_SLOT_SOCK);
+        PyObject *r = sock == NULL ? NULL
+            : PyObject_CallMethodOneArg(sock, ts->str_recv_into, buf);
+        n = r == NULL ? -1 : PyLong_AsSsize_t(r);
+        Py_XDECREF(r);
+        if (n < 0 && PyErr_Occurred() &&
+            (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+             PyErr_ExceptionMatches(PyExc_InterruptedError))) {
+            PyErr_Clear();
+            Py_DECREF(buf);
+            Py_DECREF(protocol);
+            Py_RETURN_NONE;
+        }
+    }
+    Py_DECREF(buf);
+    if (n < 0) {
+        Py_DECREF(protocol);
+        return fatal_error(ts, self, ts->msg_read_error);
+    }
+    if (n == 0) {
+        Py_DECREF(protocol);
+        return PyObject_CallMethodNoArgs(self, ts->str_on_eof);
+    }
+    m->st->stats.transport_reads++;
+    /* self._protocol.buffer_updated(nbytes): the protocol as it is now,
+     * as the stdlib reads it again. */
+    Py_DECREF(protocol);
+    protocol = slot(ts, self, TR_SLOT_PROTOCOL);
+    PyObject *res = NULL;
+    PyObject *nbytes = PyLong_FromSsize_t(n);
+    if (protocol != NULL && nbytes != NULL) {
+        res = PyObject_CallMethodOneArg(protocol, ts->str_buffer_updated,
+                                        nbytes);
+    }
+    else if (protocol == NULL && nbytes != NULL) {
+        PyErr_SetString(PyExc_AttributeError,
+                        "'_SocketTransport' object has no attribute "
+                        "'_protocol'");
+    }
+    Py_XDECREF(nbytes);
+    if (res == NULL) {
+        return fatal_error(ts, self, ts->msg_buffer_updated);
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
 /* _read_ready(): self._read_ready_cb(), which set_protocol() made one of
  * our bound methods. */
 static PyObject *
@@ -242,6 +346,10 @@ read_ready(TransportMethodObject *m, PyObject *self)
     if (func != NULL && PyMethod_GET_SELF(cb) == self &&
         Py_TYPE(func) == Py_TYPE(m) && TM(func)->kind == TR_READ_DATA) {
         res = read_data(TM(func), self);
+    }
+    else if (func != NULL && PyMethod_GET_SELF(cb) == self &&
+             Py_TYPE(func) == Py_TYPE(m) && TM(func)->kind == TR_READ_BUFFER) {
+        res = read_buffer(TM(func), self);
     }
     else {
         res = PyObject_CallNoArgs(cb);
@@ -350,6 +458,11 @@ trm_call(PyObject *callable, PyObject *const *args, size_t nargsf,
                 return read_data(m, args[0]);
             }
             break;
+        case TR_READ_BUFFER:
+            if (nargs == 1) {
+                return read_buffer(m, args[0]);
+            }
+            break;
         case TR_READ_READY:
             if (nargs == 1) {
                 return read_ready(m, args[0]);
@@ -428,7 +541,8 @@ trm_dealloc(PyObject *self)
 }
 
 /* TransportMethod(name, fallback): name is "_read_ready",
- * "_read_ready__data_received" or "write"; fallback the stdlib's
+ * "_read_ready__data_received", "_read_ready__get_buffer" or "write";
+ * fallback the stdlib's
  * _SelectorSocketTransport function of that name. */
 static PyObject *
 trm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -446,6 +560,9 @@ trm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     else if (strcmp(name, "_read_ready__data_received") == 0) {
         k = TR_READ_DATA;
+    }
+    else if (strcmp(name, "_read_ready__get_buffer") == 0) {
+        k = TR_READ_BUFFER;
     }
     else if (strcmp(name, "write") == 0) {
         k = TR_WRITE;
@@ -593,7 +710,8 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
         PyErr_SetString(PyExc_TypeError, "socket.socket is not a type");
         return -1;
     }
-    if ((ts->zero = PyLong_FromLong(0)) == NULL) {
+    if ((ts->zero = PyLong_FromLong(0)) == NULL ||
+        (ts->minus_one = PyLong_FromLong(-1)) == NULL) {
         return -1;
     }
     ts->recv_buf = PyMem_RawMalloc(TCG_TRANSPORT_RECV_SIZE);
@@ -604,6 +722,14 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
     TR_STRING(str_fatal_error, "_fatal_error", PyUnicode_InternFromString);
     TR_STRING(str_on_eof, "_read_ready__on_eof", PyUnicode_InternFromString);
     TR_STRING(str_data_received, "data_received", PyUnicode_InternFromString);
+    TR_STRING(str_get_buffer, "get_buffer", PyUnicode_InternFromString);
+    TR_STRING(str_buffer_updated, "buffer_updated", PyUnicode_InternFromString);
+    TR_STRING(str_recv_into, "recv_into", PyUnicode_InternFromString);
+    TR_STRING(msg_get_buffer, "Fatal error: protocol.get_buffer() call failed.",
+              PyUnicode_FromString);
+    TR_STRING(msg_buffer_updated,
+              "Fatal error: protocol.buffer_updated() call failed.",
+              PyUnicode_FromString);
     TR_STRING(msg_read_error, "Fatal read error on socket transport",
               PyUnicode_FromString);
     TR_STRING(msg_write_error, "Fatal write error on socket transport",
@@ -638,6 +764,12 @@ tcg_transport_clear(tcg_state *st)
     Py_CLEAR(ts->str_fatal_error);
     Py_CLEAR(ts->str_on_eof);
     Py_CLEAR(ts->str_data_received);
+    Py_CLEAR(ts->str_get_buffer);
+    Py_CLEAR(ts->str_buffer_updated);
+    Py_CLEAR(ts->str_recv_into);
+    Py_CLEAR(ts->msg_get_buffer);
+    Py_CLEAR(ts->msg_buffer_updated);
+    Py_CLEAR(ts->minus_one);
     Py_CLEAR(ts->msg_read_error);
     Py_CLEAR(ts->msg_write_error);
     Py_CLEAR(ts->msg_data_received);

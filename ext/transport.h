@@ -29,10 +29,16 @@ typedef struct {
     PyObject *str_fatal_error;
     PyObject *str_on_eof;
     PyObject *str_data_received;
+    PyObject *str_get_buffer;
+    PyObject *str_buffer_updated;
+    PyObject *str_recv_into;
+    PyObject *minus_one;          /* get_buffer(-1) */
     /* _fatal_error()'s messages, the stdlib's words. */
     PyObject *msg_read_error;
     PyObject *msg_write_error;
     PyObject *msg_data_received;
+    PyObject *msg_get_buffer;
+    PyObject *msg_buffer_updated;
     PyObject *delegated;          /* names read from the stdlib's function */
 } tcg_transport_state;
 

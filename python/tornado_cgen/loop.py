@@ -94,14 +94,15 @@ _core.TransportMethod.register_slots(_TransportSlots)
 class _SocketTransport(_TransportSlots, _SST):
     """The stdlib's socket transport, with its hot paths in C.
 
-    Every method and attribute is the stdlib's but three, which are
+    Every method and attribute is the stdlib's but four, which are
     ``_core.TransportMethod`` descriptors (``ext/transport.c``) over the
     stdlib's functions: ``_read_ready`` and ``_read_ready__data_received``
     (the read and the ``protocol.data_received()`` call: a ``recv()`` into
     a buffer the C module keeps, then a copy of just what came, where the
     stdlib's ``recv(max_size)`` allocates 256 KiB per read, which glibc
-    serves with three more system calls), and ``write`` (the first
-    ``send()`` when nothing is queued).  Everything else, and every case
+    serves with three more system calls), ``_read_ready__get_buffer``
+    (a ``BufferedProtocol``'s read, into its own buffer), and ``write``
+    (the first ``send()`` when nothing is queued).  Everything else, and every case
     those take no shortcut for (another socket type, a queued buffer,
     memoryviews, errors the stdlib raises), is the stdlib's own code.
     """
@@ -109,6 +110,8 @@ class _SocketTransport(_TransportSlots, _SST):
     _read_ready = _core.TransportMethod("_read_ready", _SST._read_ready)
     _read_ready__data_received = _core.TransportMethod(
         "_read_ready__data_received", _SST._read_ready__data_received)
+    _read_ready__get_buffer = _core.TransportMethod(
+        "_read_ready__get_buffer", _SST._read_ready__get_buffer)
     write = _core.TransportMethod("write", _SST.write)
 
     def __init__(self, *args, **kwargs):
