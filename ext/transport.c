@@ -343,12 +343,15 @@ read_ready(TransportMethodObject *m, PyObject *self)
     PyObject *cb = Py_NewRef(slot(ts, self, TR_SLOT_READ_READY_CB));
     PyObject *res;
     PyObject *func = PyMethod_Check(cb) ? PyMethod_GET_FUNCTION(cb) : NULL;
-    if (func != NULL && PyMethod_GET_SELF(cb) == self &&
-        Py_TYPE(func) == Py_TYPE(m) && TM(func)->kind == TR_READ_DATA) {
+    if (func != NULL && (PyMethod_GET_SELF(cb) != self ||
+                         Py_TYPE(func) != Py_TYPE(m) ||
+                         TM(func)->fallback == NULL)) {
+        func = NULL;   /* not one of ours bound to self: call it */
+    }
+    if (func != NULL && TM(func)->kind == TR_READ_DATA) {
         res = read_data(TM(func), self);
     }
-    else if (func != NULL && PyMethod_GET_SELF(cb) == self &&
-             Py_TYPE(func) == Py_TYPE(m) && TM(func)->kind == TR_READ_BUFFER) {
+    else if (func != NULL && TM(func)->kind == TR_READ_BUFFER) {
         res = read_buffer(TM(func), self);
     }
     else {
@@ -446,6 +449,12 @@ trm_call(PyObject *callable, PyObject *const *args, size_t nargsf,
 {
     TransportMethodObject *m = TM(callable);
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (m->fallback == NULL) {
+        /* Cleared by the collector (a class torn down at exit). */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "transport method called after it was cleared");
+        return NULL;
+    }
     if (!m->st->cleared && kwnames == NULL) {
         switch (m->kind) {
         case TR_WRITE:
