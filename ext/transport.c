@@ -428,10 +428,14 @@ write_data(TransportMethodObject *m, PyObject *self, PyObject *data)
         PyErr_SetFromErrno(PyExc_OSError);
         return fatal_error(ts, self, ts->msg_write_error);
     }
-    /* Part went: the rest is queued by the stdlib's code, as data[n:] (a
-     * copy, as the stdlib's own slice, so the caller's bytearray is not
-     * held by an export). */
-    PyObject *rest = PySequence_GetSlice(data, n, len);
+    /* Part went: the stdlib's code queues the rest, given as the stdlib
+     * makes it, memoryview(data)[n:] (3.12+ keeps that view in its buffer,
+     * so the caller's bytearray stays exported until it is sent; before
+     * 3.12 the buffer copies it). */
+    PyObject *view = PyMemoryView_FromObject(data);
+    PyObject *rest = view == NULL ? NULL
+                   : PySequence_GetSlice(view, n, len);
+    Py_XDECREF(view);
     if (rest == NULL) {
         return NULL;
     }
