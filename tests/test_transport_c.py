@@ -470,3 +470,49 @@ def test_exit_with_transports_open():
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     gc.collect()
+
+
+def test_every_stream_api_makes_the_c_transport(run, tmp_path):
+    # create_server/create_connection, the Unix pair, connect_accepted_socket
+    # and streams all get the same transport class, and its C paths.
+    async def main():
+        loop = asyncio.get_running_loop()
+        kinds = []
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+                kinds.append(type(transport).__name__)
+
+            def data_received(self, data):
+                self.transport.write(data)
+
+        path = str(tmp_path / "s")
+        userver = await loop.create_unix_server(Echo, path)
+        r, w = await asyncio.open_unix_connection(path)
+        kinds.append(type(w.transport).__name__)
+        w.write(b"unix")
+        got = [await r.readexactly(4)]
+        w.close()
+        await w.wait_closed()
+        userver.close()
+
+        a, b = socket.socketpair()
+        t, p = await loop.connect_accepted_socket(Echo, a)
+        r2, w2 = await asyncio.open_connection(sock=b)
+        kinds.append(type(w2.transport).__name__)
+        w2.write(b"pair")
+        got.append(await r2.readexactly(4))
+        w2.close()
+        await w2.wait_closed()
+        t.close()
+        await asyncio.sleep(0.01)
+        return kinds, got
+
+    (kinds, got), errors, reads, writes = run(main)
+    assert got == [b"unix", b"pair"]
+    expected = ("_SocketTransport" if run.kind == "tcg"
+                else "_SelectorSocketTransport")
+    assert kinds == [expected] * 4
+    assert counts_ok(run, reads, writes)
+    assert errors == []
