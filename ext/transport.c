@@ -95,12 +95,13 @@ fatal_error(tcg_transport_state *ts, PyObject *self, PyObject *msg)
  * the stdlib's code keeps reading and setting them by name. */
 enum {
     TR_SLOT_SOCK, TR_SLOT_SOCK_FD, TR_SLOT_PROTOCOL, TR_SLOT_CONN_LOST,
-    TR_SLOT_EOF, TR_SLOT_EMPTY_WAITER, TR_SLOT_BUFFER, TR_SLOT_READ_READY_CB
+    TR_SLOT_EOF, TR_SLOT_EMPTY_WAITER, TR_SLOT_BUFFER, TR_SLOT_READ_READY_CB,
+    TR_SLOT_MAX_SIZE
 };
 
 static const char *const slot_names[TCG_TRANSPORT_NSLOTS] = {
     "_sock", "_sock_fd", "_protocol", "_conn_lost",
-    "_eof", "_empty_waiter", "_buffer", "_read_ready_cb",
+    "_eof", "_empty_waiter", "_buffer", "_read_ready_cb", "_max_size",
 };
 
 /* Is `self` an instance of the registered slots class?  (Only then do the
@@ -185,7 +186,22 @@ read_data(TransportMethodObject *m, PyObject *self)
     if (up <= 0) {
         return up < 0 ? NULL : PyObject_CallOneArg(m->fallback, self);
     }
-    ssize_t n = recv(fd, ts->recv_buf, TCG_TRANSPORT_RECV_SIZE, 0);
+    /* recv(self.max_size): loop.py's max_size property keeps a value set
+     * on the transport in the _max_size slot, else it is the stdlib
+     * class's (256 KiB, or what a program set there), read through the
+     * type cache.  One larger than our buffer, or not a plain int, is the
+     * stdlib's to read. */
+    PyObject *max = slot(ts, self, TR_SLOT_MAX_SIZE);
+    if (max == NULL) {
+        max = _PyType_Lookup(ts->slots_default, ts->str_max_size);
+    }
+    Py_ssize_t size = max != NULL && PyLong_CheckExact(max)
+                      ? PyLong_AsSsize_t(max) : -1;
+    if (size <= 0 || size > TCG_TRANSPORT_RECV_SIZE) {
+        PyErr_Clear();
+        return PyObject_CallOneArg(m->fallback, self);
+    }
+    ssize_t n = recv(fd, ts->recv_buf, (size_t)size, 0);
     if (n < 0) {
         if (would_block(errno)) {
             Py_RETURN_NONE;
@@ -607,13 +623,20 @@ trm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)m;
 }
 
-/* TransportMethod.register_slots(cls): the class whose __slots__ hold the
- * attributes of slot_names (each a plain object slot of cls itself); the
- * methods read them as struct fields on instances of it.  Once per
- * module: loop.py's _SocketTransport's base. */
+/* TransportMethod.register_slots(cls, defaults): cls is the class whose
+ * __slots__ hold the attributes of slot_names (each a plain object slot of
+ * cls itself); the methods read them as struct fields on instances of it.
+ * defaults is the class whose max_size applies when none was set on the
+ * transport (the stdlib's transport class).  Once per module: loop.py's
+ * _SocketTransport's base. */
 static PyObject *
-trm_register_slots(PyObject *type, PyObject *cls)
+trm_register_slots(PyObject *type, PyObject *args)
 {
+    PyObject *cls, *defaults;
+    if (!PyArg_ParseTuple(args, "O!O!:register_slots", &PyType_Type, &cls,
+                          &PyType_Type, &defaults)) {
+        return NULL;
+    }
     /* A class method: `type` is TransportMethod (or a subclass). */
     tcg_state *st = tcg_state_from_type((PyTypeObject *)type);
     if (st == NULL) {
@@ -648,11 +671,12 @@ trm_register_slots(PyObject *type, PyObject *cls)
     }
     memcpy(ts->slot_offset, offsets, sizeof(offsets));
     ts->slots_type = (PyTypeObject *)Py_NewRef(cls);
+    ts->slots_default = (PyTypeObject *)Py_NewRef(defaults);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef trm_methods[] = {
-    {"register_slots", trm_register_slots, METH_O | METH_CLASS,
+    {"register_slots", trm_register_slots, METH_VARARGS | METH_CLASS,
      "Register the class whose __slots__ hold the transport attributes "
      "the C methods read."},
     {NULL, NULL, 0, NULL},
@@ -736,6 +760,7 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
     TR_STRING(str_on_eof, "_read_ready__on_eof", PyUnicode_InternFromString);
     TR_STRING(str_data_received, "data_received", PyUnicode_InternFromString);
     TR_STRING(str_get_buffer, "get_buffer", PyUnicode_InternFromString);
+    TR_STRING(str_max_size, "max_size", PyUnicode_InternFromString);
     TR_STRING(str_buffer_updated, "buffer_updated", PyUnicode_InternFromString);
     TR_STRING(str_recv_into, "recv_into", PyUnicode_InternFromString);
     TR_STRING(msg_get_buffer, "Fatal error: protocol.get_buffer() call failed.",
@@ -761,6 +786,7 @@ tcg_transport_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(st->transport.TransportMethodType);
     Py_VISIT(st->transport.socket_type);
     Py_VISIT(st->transport.slots_type);
+    Py_VISIT(st->transport.slots_default);
     return 0;
 }
 
@@ -771,6 +797,7 @@ tcg_transport_clear(tcg_state *st)
     Py_CLEAR(ts->TransportMethodType);
     Py_CLEAR(ts->socket_type);
     Py_CLEAR(ts->slots_type);
+    Py_CLEAR(ts->slots_default);
     Py_CLEAR(ts->zero);
     PyMem_RawFree(ts->recv_buf);
     ts->recv_buf = NULL;
@@ -778,6 +805,7 @@ tcg_transport_clear(tcg_state *st)
     Py_CLEAR(ts->str_on_eof);
     Py_CLEAR(ts->str_data_received);
     Py_CLEAR(ts->str_get_buffer);
+    Py_CLEAR(ts->str_max_size);
     Py_CLEAR(ts->str_buffer_updated);
     Py_CLEAR(ts->str_recv_into);
     Py_CLEAR(ts->msg_get_buffer);

@@ -9,7 +9,7 @@ typedef struct tcg_state tcg_state;   /* tcg.h */
 #define TCG_TRANSPORT_RECV_SIZE (256 * 1024)
 
 /* The transport attributes transport.c reads as slots. */
-#define TCG_TRANSPORT_NSLOTS 8
+#define TCG_TRANSPORT_NSLOTS 9
 
 typedef struct {
     PyTypeObject *TransportMethodType;
@@ -25,11 +25,13 @@ typedef struct {
      * registers it with _transport_slots()), and where each slot sits in
      * its instances: transport.c's TR_SLOT_* order. */
     PyTypeObject *slots_type;
+    PyTypeObject *slots_default;  /* whose max_size applies by default */
     Py_ssize_t slot_offset[TCG_TRANSPORT_NSLOTS];
     PyObject *str_fatal_error;
     PyObject *str_on_eof;
     PyObject *str_data_received;
     PyObject *str_get_buffer;
+    PyObject *str_max_size;
     PyObject *str_buffer_updated;
     PyObject *str_recv_into;
     PyObject *minus_one;          /* get_buffer(-1) */

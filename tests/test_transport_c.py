@@ -516,3 +516,66 @@ def test_every_stream_api_makes_the_c_transport(run, tmp_path):
     assert kinds == [expected] * 4
     assert counts_ok(run, reads, writes)
     assert errors == []
+
+
+def test_max_size_set_and_deleted(run):
+    # max_size reads as the stdlib's: the class value, one set on the
+    # transport, and one set on the stdlib's class.
+    from asyncio import selector_events
+
+    async def main():
+        server, transport, client = await pair(Recorder)
+        st = server.transport
+        st.max_size = 5
+        st.pause_reading()
+        transport.write(b"x" * 23)
+        await asyncio.sleep(0.02)
+        st.resume_reading()
+        while len(server.data) < 23:
+            await asyncio.sleep(0.001)
+        del st.max_size
+        default = st.max_size
+        saved = selector_events._SelectorTransport.max_size
+        selector_events._SelectorTransport.max_size = 7
+        try:
+            server.data.clear()
+            st.pause_reading()
+            transport.write(b"y" * 15)
+            await asyncio.sleep(0.02)
+            st.resume_reading()
+            while len(server.data) < 15:
+                await asyncio.sleep(0.001)
+            class_level = st.max_size
+        finally:
+            selector_events._SelectorTransport.max_size = saved
+        transport.close()
+        return default, class_level
+
+    (default, class_level), errors, _, _ = run(main)
+    assert (default, class_level) == (256 * 1024, 7)
+    assert errors == []
+
+
+def test_max_size_chunks(run):
+    # recv(self.max_size) on every read.
+    async def main():
+        chunks = []
+
+        class Rec(Recorder):
+            def data_received(self, data):
+                chunks.append(len(data))
+                super().data_received(data)
+
+        server, transport, client = await pair(Rec)
+        server.transport.max_size = 5
+        server.transport.pause_reading()
+        transport.write(b"x" * 23)
+        await asyncio.sleep(0.02)
+        server.transport.resume_reading()
+        while len(server.data) < 23:
+            await asyncio.sleep(0.001)
+        transport.close()
+        return chunks
+
+    chunks, errors, _, _ = run(main)
+    assert chunks == [5, 5, 5, 5, 3]

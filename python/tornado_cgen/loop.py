@@ -85,10 +85,27 @@ class _TransportSlots(transports._FlowControlMixin):
     before, the C code reads them as struct fields."""
 
     __slots__ = ("_sock", "_sock_fd", "_protocol", "_conn_lost", "_eof",
-                 "_empty_waiter", "_buffer", "_read_ready_cb")
+                 "_empty_waiter", "_buffer", "_read_ready_cb", "_max_size")
+
+    @property
+    def max_size(self):
+        """The most one read takes: the stdlib's class value, unless set on
+        this transport."""
+        try:
+            return self._max_size
+        except AttributeError:
+            return super().max_size
+
+    @max_size.setter
+    def max_size(self, value):
+        self._max_size = value
+
+    @max_size.deleter
+    def max_size(self):
+        del self._max_size
 
 
-_core.TransportMethod.register_slots(_TransportSlots)
+_core.TransportMethod.register_slots(_TransportSlots, _SST)
 
 
 class _SocketTransport(_TransportSlots, _SST):
