@@ -228,6 +228,21 @@ class TornadoMethod:
                 /) -> Any: ...
 
 
+@final
+class TransportMethod:
+    """A socket transport method of the stdlib's, with its common case in
+    C."""
+
+    __wrapped__: Callable[..., Any]
+    def __new__(cls, name: str, fallback: Callable[..., Any]
+                ) -> TransportMethod: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None,
+                /) -> Any: ...
+    @classmethod
+    def register_slots(cls, slots_class: type, defaults: type, /) -> None: ...
+
+
 @overload
 def multi(children: Sequence[Any] | list[Any],
           quiet_exceptions: _Quiet = ()) -> Future[list[Any]]: ...
