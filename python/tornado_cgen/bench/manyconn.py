@@ -14,17 +14,27 @@ is that time over N: the inverse of the total round trips per second, so
 lower is better; ``extra.rps`` holds the rate.
 
 Why C for the clients: the figure is the server's throughput only while
-the clients can outpace it.  A client in Python (selectors, or asyncio
-protocols on the default loop) spends more time per round trip than the
-fastest server does, so it would set the pace and every implementation
-would look alike; the C client's cost per round trip is about the kernel's
-share of the server's (a read and a write, epoll amortised over the ready
-connections), so the server stays the bottleneck for every loop.  Without
-a C compiler the case is n/a, as the floor is.
+the clients keep up with it, and they pay the same kernel work per round
+trip as the server does (a read and a write of 1 KiB on loopback TCP, epoll
+amortised over the ready connections) with no interpreter on top.  A
+client in Python (selectors, or asyncio protocols on the default loop)
+makes the same system calls with an interpreter on top, as much work per
+round trip as the fastest servers or more, so it would set the pace and
+the fast implementations would look alike.  The client waits in
+``epoll_wait`` as any client would; one that polls without sleeping keeps
+the server from ever waiting for it to wake, but then the client's own
+kernel work sets the pace (a C echo server and the Python loops all come
+out alike), so it does not.  Without a C compiler the case is n/a, as the
+floor is.
 
 With two CPUs or more the server is pinned to the first allowed CPU and
 the client (by itself, ``sched_setaffinity``) to the second, so that they
-never share a core; ``extra.pinning`` says what was done.
+never share a core; ``extra.pinning`` says what was done.  Where waking an
+idle CPU is slow (a virtual machine's idle vCPU), how often each side
+sleeps moves the round trips per second from run to run, for every
+implementation alike: the report uses the median of the rounds, and puts
+beside it the server's CPU time (user + system) per round trip,
+``extra.server_cpu_ns_per_op``, which wake-up latency moves far less.
 """
 import asyncio
 import os
