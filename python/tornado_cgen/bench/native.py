@@ -335,6 +335,8 @@ def case_10s(new_loop, n):
                     await drain()
             except asyncio.IncompleteReadError as e:
                 served.set_result(len(e.partial))
+            except Exception as e:
+                served.set_exception(e)
             finally:
                 writer.close()
 
@@ -354,7 +356,8 @@ def case_10s(new_loop, n):
         writer.close()
         await writer.wait_closed()
         # The handler sees the client's end of stream between messages.
-        check(await served == 0, "the server's handler ended cleanly")
+        check(await asyncio.wait_for(served, 30) == 0,
+              "the server's handler ended cleanly")
         server.close()
         await server.wait_closed()
         return elapsed, n
