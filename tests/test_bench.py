@@ -15,11 +15,11 @@ import sys
 import pytest
 
 from tornado_cgen.bench import cases, cli, counts, harness, httpcase, impls
-from tornado_cgen.bench import report, worker
+from tornado_cgen.bench import manyconn, report, worker
 from tornado_cgen.bench.common import NotAvailable
 
 TINY = {"1": 50, "2": 100, "3": 20, "4": 20, "5": 50, "5d": 50, "6": 50,
-        "7": 200, "8": 200, "9": 20, "10": 20}
+        "7": 200, "8": 200, "9": 20, "10": 20, "10s": 20, "12": 200}
 
 INSTALLED = [name for name in impls.IMPLS if impls.installed(name)[0]]
 
@@ -31,18 +31,60 @@ def test_every_case_has_a_tiny_size():
 @pytest.mark.parametrize("impl", INSTALLED)
 @pytest.mark.parametrize("case_id", list(TINY))
 def test_case_runs_and_gives_a_number(impl, case_id):
+    allowed = os.sched_getaffinity(0)
     res = worker.run_one(impl, case_id, TINY[case_id], warmup=False)
+    assert os.sched_getaffinity(0) == allowed       # case 12 unpins again
     assert res["status"] in ("ok", "n/a"), res.get("error")
     if res["status"] == "n/a":
         # Only tornado_cgen may lack a feature (while it is being written),
-        # and then it must say why.
-        assert impl == "tcg", res
+        # Tornado has no form of the asyncio-only cases, and either must say
+        # why.
+        if case_id == "12" and _no_client_program():
+            pass                        # no C compiler for its client
+        elif case_id in impls.ASYNCIO_ONLY_CASES and impl != "tcg":
+            assert impl in ("tornado", impls.INSTALL), res
+        else:
+            assert impl == "tcg", res
         assert res["reason"]
         return
+    assert impl not in ("tornado", impls.INSTALL) or \
+        case_id not in impls.ASYNCIO_ONLY_CASES
     assert res["ops"] > 0
     assert res["ns"] > 0
     assert res["ns_per_op"] > 0
     assert res["variant"]
+    if case_id == "12":
+        assert res["ops"] == TINY[case_id]
+        assert res["extra"]["connections"] == manyconn.CONNECTIONS
+        assert res["extra"]["rps"] > 0 and res["extra"]["pinning"]
+        assert "server_cpu_ns_per_op" in res["extra"]
+
+
+def _no_client_program():
+    try:
+        manyconn.client_binary()
+    except NotAvailable:
+        return True
+    return False
+
+
+def test_manyconn_client_fails_loudly():
+    # The clients' program, pointed at a port nobody listens on, exits
+    # non-zero and says why (the case then reports an error, never a
+    # number).
+    import socket
+    try:
+        exe = manyconn.client_binary()
+    except NotAvailable as e:
+        assert "compiler" in str(e) or "failed" in str(e)
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]           # bound, not listening
+        proc = subprocess.run([exe, str(port), "3", "10", "-1"],
+                              capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "connect" in proc.stderr
+    assert proc.stdout == ""
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -281,7 +323,15 @@ def test_companion_cases():
     assert cases.select("11c") == ["11c"]
     assert cases.select("1-8") == ["1", "2", "3", "4", "5", "5d", "6", "7",
                                    "8"]
-    assert cases.select("9-10,2") == ["2", "9", "10"]
+    # 10s comes with 10, also as the end of a range, and alone on its own.
+    assert cases.select("10") == ["10", "10s"]
+    assert cases.select("10s") == ["10s"]
+    assert cases.select("9-10,2") == ["2", "9", "10", "10s"]
+    assert cases.select("10s,12") == ["10s", "12"]
+    assert cases.select("11-12") == ["11", "11c", "12"]
+    assert cases.select("1-10")[-3:] == ["9", "10", "10s"]
+    assert "10s" in cases.DEFAULT_CALLGRIND_CASES
+    assert "12" not in cases.DEFAULT_CALLGRIND_CASES
     with pytest.raises(ValueError):
         cases.select("1-99")
 
@@ -289,10 +339,10 @@ def test_companion_cases():
 def test_options_cases_impl_quick_json():
     a = cli.parse_args(["--cases", "1,5,10", "--impl", "tcg, asyncio",
                         "--quick", "--json"])
-    assert a.case_ids == ["1", "5", "5d", "10"]
+    assert a.case_ids == ["1", "5", "5d", "10", "10s"]
     assert a.impl_names == ["tcg", "asyncio"]
     assert a.rounds == 1 and a.json == "-"
-    assert a.count_case_ids == ["1", "5", "5d", "10"]
+    assert a.count_case_ids == ["1", "5", "5d", "10", "10s"]
     a = cli.parse_args(["--rounds", "7", "--json", "out.json",
                         "--plot", "x.png", "--callgrind"])
     assert a.rounds == 7 and a.json == "out.json" and a.plot == "x.png"
@@ -545,3 +595,31 @@ def test_a_failed_later_round_is_flagged():
          "quick": False}, {}, {"6": {"tcg": ok, "uvloop": _ok(300)}})
     text = report.format_table(doc)
     assert "100!" in text and "Boom: x" in text
+
+
+def test_manyconn_table_uses_the_medians():
+    def runs(*ns):
+        r = _ok(min(ns))
+        r["median_ns_per_op"] = sorted(ns)[len(ns) // 2]
+        r["runs_ns_per_op"] = list(ns)
+        r["extra"] = {"pinning": "server on CPU 0, clients on CPU 1"}
+        r["runs_extra"] = [{"server_cpu_ns_per_op": v / 2} for v in ns]
+        return r
+    na = {"status": "n/a", "reason": "asyncio code with no Tornado form"}
+    doc = report.build(
+        _info(), {"cases": ["12"], "impls": impls.IMPLS, "rounds": 3,
+                  "quick": False}, {},
+        {"12": {"tcg": runs(5000, 4000, 90000), "tornado": na,
+                impls.INSTALL: na, "asyncio": runs(10000, 9000, 11000),
+                "uvloop": runs(6000, 6500, 7000)}})
+    (case,) = doc["cases"]
+    assert case["stat"] == "median"
+    # The median (5,000 ns), not the best (4,000): 6,500 / 5,000.
+    assert case["targets"][0]["measured"] == pytest.approx(1.3)
+    assert case["verdict"] == "PASS"
+    text = report.format_table(doc)
+    assert "median for case 12" in text
+    assert "Case 12" in text and "200,000" in text     # 1e9 / 5000 per s
+    assert "2,500" in text                   # the median server CPU figure
+    assert "server on CPU 0, clients on CPU 1" in text
+    assert "Case 11" not in text and "Row T" not in text

@@ -6,8 +6,9 @@ uvloop, ``genstyle.py`` for the two ``gen.coroutine`` implementations,
 harness, the report and the tests agree on them.
 
 Case ids follow the performance table of the README; ``5d`` is the dict
-form of case 5 (``--cases 5`` selects both), ``11c`` the coroutine handler
-of case 11 (``--cases 11`` selects both).  Row T (cases 1-10 as
+form of case 5 (``--cases 5`` selects both), ``10s`` case 10 through
+asyncio streams (``--cases 10`` selects both), ``11c`` the coroutine
+handler of case 11 (``--cases 11`` selects both).  Row T (cases 1-10 as
 Tornado code under ``install()``) is not a case of its own: it is the
 ``tornado+install`` implementation, with a "share" target in cases 1-8.
 """
@@ -28,7 +29,8 @@ Target = namedtuple("Target", "anchor kind factor text subject reference",
                     defaults=("tcg", None))
 
 # stat: which figure of the rounds the targets and the table use: "best"
-# (the timing cases) or "median" (the wrk cases, whose runs spread widely).
+# (the timing cases) or "median" (the cases with a client in another
+# process, wrk's or case 12's, whose runs spread widely).
 Case = namedtuple("Case", "id title unit n quick_n callgrind_sizes targets "
                           "notes stat", defaults=("best",))
 
@@ -106,6 +108,12 @@ CASES = [
          [_time("floor", 1.1, "<= 1.1x the C floor")],
          "client and server in one loop; asyncio protocols (asyncio, uvloop, "
          "tcg), IOStream + gen.coroutine (tornado); TCP_NODELAY"),
+    Case("10s", "TCP 1 KiB ping-pong, asyncio streams, per round trip",
+         "round trip", 20_000, 200, (1_000, 3_000),
+         [_speed("uvloop", 1.15, ">= 1.15x uvloop")],
+         "case 10 through asyncio.start_server (readexactly, write, drain) "
+         "and open_connection (write, readexactly); client and server in one "
+         "loop; TCP_NODELAY; asyncio, uvloop and tcg only"),
     Case("11", "Tornado HTTP hello-world, per request (wrk)", "request",
          3, 1, None,
          [_speed("tornado", 1.3, ">= 1.3x Tornado on asyncio", INSTALL),
@@ -122,19 +130,31 @@ CASES = [
          "as 11; the handler's get() is a @gen.coroutine that yields a "
          "sub-coroutine, a list of two and gen.sleep(0) before it writes",
          "median"),
+    Case("12", "100 connections, 1 KiB echo round trips, per round trip",
+         "round trip", 100_000, 2_000, None,
+         [_speed("uvloop", 1.2, ">= 1.2x uvloop")],
+         "an asyncio.Protocol echo server (case 10's, loop.create_server) "
+         "serving 100 connections of a C epoll client in another process; "
+         "ns per round trip = 1 / (round trips per second over all "
+         "connections), lower is better; server and client pinned to "
+         "different cores; n is the round trips in all; asyncio, uvloop and "
+         "tcg only",
+         "median"),
 ]
 
 BY_ID = {c.id: c for c in CASES}
-# "--cases 5" brings 5d, "--cases 11" brings 11c.
-COMPANIONS = {"5": ["5d"], "11": ["11c"]}
+# "--cases 5" brings 5d, "--cases 10" 10s, "--cases 11" 11c.
+COMPANIONS = {"5": ["5d"], "10": ["10s"], "11": ["11c"]}
 # --callgrind/--syscalls without --cases: every case with a fixed op count.
 DEFAULT_CALLGRIND_CASES = [c.id for c in CASES if c.callgrind_sizes]
 
 
 def select(spec):
     """Case ids from a ``--cases`` value like ``"1,2,6"`` or ``"1-8,11"``
-    (``"5"`` brings ``"5d"`` along, ``"11"`` brings ``"11c"``; a range
-    runs in table order).  ``None`` or ``"all"`` selects every case."""
+    (``"5"`` brings ``"5d"`` along, ``"10"`` ``"10s"``, ``"11"``
+    ``"11c"``, also as the last case of a range: ``"9-10"`` is 9, 10 and
+    10s; a range runs in table order).  ``None`` or ``"all"`` selects
+    every case."""
     if spec is None or spec.strip().lower() == "all":
         return [c.id for c in CASES]
     wanted = []
@@ -145,8 +165,10 @@ def select(spec):
             continue
         first, dash, last = part.partition("-")
         if dash and first in BY_ID and last in BY_ID:
-            # A range in table order: "1-8" is 1, 2, 3, 4, 5, 5d, 6, 7, 8.
+            # A range in table order: "1-8" is 1, 2, 3, 4, 5, 5d, 6, 7, 8;
+            # its last case brings its companions, as when named alone.
             wanted += order[order.index(first):order.index(last) + 1]
+            wanted += COMPANIONS.get(last, [])
             continue
         if part not in BY_ID:
             raise ValueError("unknown case %r (known: %s)"

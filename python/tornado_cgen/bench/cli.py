@@ -14,7 +14,8 @@ def build_parser():
                     "gen.coroutine, native asyncio and uvloop (ns per op).")
     p.add_argument("--cases", metavar="LIST",
                    help="comma-separated case ids or ranges, e.g. 1-8,11 (default: "
-                        "all; 5 brings 5d, 11 brings 11c)")
+                        "all; 5 brings 5d, 10 brings 10s, 11 brings 11c, "
+                        "also as the last case of a range)")
     p.add_argument("--impl", metavar="LIST",
                    help="comma-separated implementations among "
                         "tcg,tornado,tornado+install,asyncio,uvloop "
@@ -30,10 +31,11 @@ def build_parser():
                    help="bar chart of the ratios (needs matplotlib)")
     p.add_argument("--callgrind", action="store_true",
                    help="also count instructions per op with valgrind's "
-                        "callgrind at two sizes (cases 1-10 unless --cases)")
+                        "callgrind at two sizes (cases 1-10 and 10s unless "
+                        "--cases)")
     p.add_argument("--syscalls", action="store_true",
                    help="also count syscalls per op with strace -c at two "
-                        "sizes (cases 1-10 unless --cases)")
+                        "sizes (cases 1-10 and 10s unless --cases)")
     p.add_argument("--no-timing", action="store_true",
                    help="skip the wall-clock table (with --callgrind/--syscalls)")
     p.add_argument("--gc-off", action="store_true",

@@ -137,28 +137,39 @@ def _compiler():
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
+def build(source, stem, what):
+    """``(path, None)`` for the program compiled from C ``source`` (built
+    on first use, cached in the temp directory under ``stem`` and the
+    source's hash), or ``(None, reason)`` without a C compiler or when the
+    build fails; ``what`` names the program in the reason."""
+    cc = _compiler()
+    if cc is None:
+        return None, "no C compiler (cc) to build the %s" % what
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), "tornado_cgen_bench_%s_%s_%d"
+                        % (stem, digest, os.getuid()))
+    if os.path.exists(path):
+        return path, None
+    tmp = path + ".tmp%d" % os.getpid()
+    src = tmp + ".c"
+    with open(src, "w") as f:
+        f.write(source)
+    try:
+        proc = subprocess.run([cc, "-O2", "-o", tmp, src],
+                              capture_output=True, text=True)
+    finally:
+        os.unlink(src)
+    if proc.returncode != 0:
+        return None, "building the %s failed: %s" % (what,
+                                                     proc.stderr[-500:])
+    os.replace(tmp, path)
+    return path, None
+
+
 def binary():
     """Path of the compiled probe, building it if needed; None without a C
     compiler (or if the build fails; the reason is in ``binary.error``)."""
-    cc = _compiler()
-    if cc is None:
-        binary.error = "no C compiler (cc) to build the floor probe"
-        return None
-    digest = hashlib.sha1(SOURCE.encode()).hexdigest()[:12]
-    path = os.path.join(tempfile.gettempdir(),
-                        "tornado_cgen_bench_floor_%s_%d" % (digest, os.getuid()))
-    if os.path.exists(path):
-        return path
-    src = path + ".c"
-    with open(src, "w") as f:
-        f.write(SOURCE)
-    tmp = path + ".tmp%d" % os.getpid()
-    proc = subprocess.run([cc, "-O2", "-o", tmp, src], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        binary.error = "building the floor probe failed: " + proc.stderr[-500:]
-        return None
-    os.replace(tmp, path)
+    path, binary.error = build(SOURCE, "floor", "floor probe")
     return path
 
 

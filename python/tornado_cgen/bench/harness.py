@@ -142,6 +142,7 @@ def summarize(results):
     }
     if "extra" in best:
         summary["extra"] = best["extra"]
+        summary["runs_extra"] = [r.get("extra") for r in results]
     return summary
 
 

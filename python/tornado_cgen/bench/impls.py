@@ -50,6 +50,10 @@ INSTALL = "tornado+install"
 # The HTTP cases (httpcase.py): Tornado's server under wrk.
 HTTP_CASES = ("11", "11c")
 
+# The asyncio-only cases: asyncio streams (10s) and a protocol server under
+# 100 connections (12, manyconn.py), on asyncio, uvloop and tcg's loop.
+ASYNCIO_ONLY_CASES = ("10s", "12")
+
 
 def label(name):
     """The column label of implementation ``name``."""
@@ -348,6 +352,8 @@ def resolve(impl, case_id):
     if case_id in HTTP_CASES:
         from . import httpcase
         return httpcase.resolve(impl, case_id)
+    if case_id in ASYNCIO_ONLY_CASES:
+        return _resolve_asyncio_only(impl, case_id)
 
     if impl in ("asyncio", "uvloop"):
         new_loop = _loop_factory(impl)
@@ -387,3 +393,37 @@ def resolve(impl, case_id):
         return (functools.partial(native.CASES[case_id], fl.new_loop),
                 "asyncio API of tornado_cgen's loop (%s)" % fl._ioloop_missing)
     return functools.partial(genstyle.CASES[case_id], fl), fl.variant
+
+
+def _asyncio_only_case(case_id):
+    if case_id == "12":
+        from . import manyconn
+        return manyconn.case_12
+    return native.CASES[case_id]
+
+
+_ASYNCIO_ONLY_WHAT = {
+    "10s": "asyncio streams (start_server, open_connection) on {loop}",
+    "12": "an asyncio.Protocol echo server (create_server) on {loop}, 100 "
+          "connections from a C client in another process",
+}
+
+
+def _resolve_asyncio_only(impl, case_id):
+    """Cases 10s and 12: asyncio code on asyncio's loop, uvloop or
+    tornado_cgen's loop (whatever transports that loop makes)."""
+    what = _ASYNCIO_ONLY_WHAT[case_id]
+    if impl in ("tornado", INSTALL):
+        raise NotAvailable("case %s is asyncio code with no Tornado form (%s)"
+                           % (case_id, what.format(loop="an asyncio loop")))
+    run = _asyncio_only_case(case_id)
+    if impl in ("asyncio", "uvloop"):
+        return (functools.partial(run, _loop_factory(impl)),
+                what.format(loop="uvloop" if impl == "uvloop"
+                            else "asyncio's default loop"))
+    new_loop = _tcg_new_event_loop()
+    if new_loop is None:
+        raise NotAvailable("tornado_cgen's loop (tornado_cgen.new_event_loop)"
+                           " is not there yet")
+    return (functools.partial(run, new_loop),
+            what.format(loop="tornado_cgen's loop"))

@@ -317,8 +317,56 @@ def case_10(new_loop, n):
     return _run(new_loop, main)
 
 
+def case_10s(new_loop, n):
+    """Case 10 through asyncio streams: ``start_server`` with an echo
+    handler that reads 1 KiB with ``readexactly``, writes it back and
+    awaits ``drain()``; the client from ``open_connection`` writes 1 KiB
+    and awaits ``readexactly(1024)`` per round trip."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        served = loop.create_future()
+
+        async def echo(reader, writer):
+            readexactly, write, drain = (reader.readexactly, writer.write,
+                                         writer.drain)
+            try:
+                while True:
+                    write(await readexactly(1024))
+                    await drain()
+            except asyncio.IncompleteReadError as e:
+                served.set_result(len(e.partial))
+            except Exception as e:
+                served.set_exception(e)
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        readexactly, write = reader.readexactly, writer.write
+        data = b""
+        t0 = clock()
+        for _ in range(n):
+            write(MSG_1K)
+            data = await readexactly(1024)
+        elapsed = clock() - t0
+        check(data == MSG_1K, "the echo came back as sent")
+        writer.close()
+        await writer.wait_closed()
+        # The handler sees the client's end of stream between messages.
+        check(await asyncio.wait_for(served, 30) == 0,
+              "the server's handler ended cleanly")
+        server.close()
+        await server.wait_closed()
+        return elapsed, n
+
+    return _run(new_loop, main)
+
+
 CASES = {
     "1": case_1, "2": case_2, "3": case_3, "4": case_4, "5": case_5,
     "5d": case_5d, "6": case_6, "7": case_7, "8": case_8, "9": case_9,
-    "10": case_10,
+    "10": case_10, "10s": case_10s,
 }

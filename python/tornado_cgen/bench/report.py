@@ -269,6 +269,9 @@ def format_table(doc):
     http = format_http_table(doc)
     if http:
         lines += [""] + http
+    many = format_manyconn_table(doc)
+    if many:
+        lines += [""] + many
     return "\n".join(lines)
 
 
@@ -293,6 +296,9 @@ def format_install_table(doc):
         res, stat = c["results"], c.get("stat", "best")
         if c["id"] in HTTP_CASES or INSTALL not in res:
             continue
+        if all(res.get(name, {}).get("status") == "n/a"
+               for name in ("tornado", INSTALL)):
+            continue        # asyncio code only (10s, 12)
         tornado = _ok_value(res, "tornado", stat)
         tcg = _ok_value(res, "tcg", stat)
         mine = _ok_value(res, INSTALL, stat)
@@ -332,8 +338,9 @@ def format_http_table(doc):
     impls = doc["settings"]["impls"]
     order = [n for n in ("tornado", "uvloop", INSTALL) if n in impls]
     rows, spread, pinning = [], [], None
+    from .impls import HTTP_CASES
     for c in doc["cases"]:
-        if c.get("stat") != "median":
+        if c["id"] not in HTTP_CASES:
             continue
         res = c["results"]
         row = [c["id"], c["title"].split(", per request")[0]]
@@ -364,5 +371,45 @@ def format_http_table(doc):
                                            else "")]
     lines += _grid(head, rows, set(range(2, len(head) - 2)))
     lines.append("every run, in round order:")
+    lines += ["  " + s for s in spread]
+    return lines
+
+
+def format_manyconn_table(doc):
+    """Case 12: round trips/s over the 100 connections (the median of the
+    rounds) and what serving them cost the server process in CPU time per
+    round trip (the median of the rounds' figures), with every run."""
+    impls = [n for n in doc["settings"]["impls"] if n not in ("tornado",
+                                                              INSTALL)]
+    for c in doc["cases"]:
+        if c["id"] == "12":
+            break
+    else:
+        return []
+    res = c["results"]
+    rows, spread, pinning = [], [], None
+    for name in impls:
+        r = res.get(name, {})
+        if r.get("status") != "ok":
+            continue
+        cpu = [e["server_cpu_ns_per_op"] for e in r.get("runs_extra") or []
+               if e and "server_cpu_ns_per_op" in e]
+        cpu.sort()
+        rows.append([_label(name), _rps(r["median_ns_per_op"]),
+                     _fmt_v(r["median_ns_per_op"]),
+                     _fmt_v(cpu[len(cpu) // 2]) if cpu else "-"])
+        spread.append("%s: %s round trips/s" % (_label(name), " ".join(
+            "{:,.0f}".format(1e9 / v) for v in r["runs_ns_per_op"])))
+        pinning = pinning or r.get("extra", {}).get("pinning")
+    if not rows:
+        return []
+    lines = ["Case 12, 100 connections from a C client in another process: "
+             "medians of the rounds%s" % (" (%s)" % pinning if pinning
+                                          else "")]
+    lines += _grid(["impl", "round trips/s", "ns per round trip",
+                    "server CPU ns per round trip"], rows, {1, 2, 3})
+    lines.append("server CPU = the server process's user + system time "
+                 "while the client ran, over its round trips (lower is "
+                 "better); every run, in round order:")
     lines += ["  " + s for s in spread]
     return lines
