@@ -74,13 +74,21 @@ fatal_error(tcg_transport_state *ts, PyObject *self, PyObject *msg)
         PyException_SetTraceback(exc, tb);
     }
     Py_XDECREF(type);
-    Py_XDECREF(tb);
     if (exc == NULL) {
         /* Normalizing failed and left nothing: nothing to report. */
+        Py_XDECREF(tb);
         Py_RETURN_NONE;
     }
+    /* The stdlib calls _fatal_error() from its except clause, and its
+     * debug-mode log line takes exc_info=True: the exception is the one
+     * being handled while it runs, as there. */
+    PyObject *prev_type, *prev_exc, *prev_tb;
+    PyErr_GetExcInfo(&prev_type, &prev_exc, &prev_tb);
+    PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc),
+                     tb);   /* steals all three */
     PyObject *res = PyObject_CallMethodObjArgs(self, ts->str_fatal_error, exc,
                                                msg, NULL);
+    PyErr_SetExcInfo(prev_type, prev_exc, prev_tb);
     Py_DECREF(exc);
     if (res == NULL) {
         return NULL;
