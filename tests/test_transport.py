@@ -1105,6 +1105,29 @@ def test_flow_control_callbacks_raise(where):
         ("connection_lost", "p", None), ("result", [True, False, 0])]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "tornado_cgen's transport reads into its loop's 256 KiB buffer and "
+    "does not honour a transport's max_size (the stdlib reads "
+    "recv(self.max_size))"))
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_max_size_bounds_each_read(kind):
+    async def scenario(loop, rec):
+        pair = await open_pair(loop, kind, lambda: RecProtocol(rec))
+        tr, proto = pair.transport, pair.protocol
+        tr.max_size = 5
+        tr.pause_reading()
+        await loop.sock_sendall(pair.peer, b"x" * 23)
+        await settle()
+        proto.chunks.clear()
+        tr.resume_reading()
+        await proto.want(23)
+        sizes = [len(c) for c in proto.chunks]
+        await pair.close()
+        return sizes
+
+    assert on_both(scenario)[-1] == ("result", [5, 5, 5, 5, 3])
+
+
 # -- BufferedProtocol and set_protocol -----------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
