@@ -1015,6 +1015,142 @@ def test_buffered_protocol_raises(kind, where):
             ("result", [True, b""])]
 
 
+class Acting(RecProtocol):
+    """Does `action` to its transport from inside its first
+    ``data_received``."""
+
+    def __init__(self, rec, action):
+        super().__init__(rec)
+        self.action = action
+
+    def data_received(self, data):
+        super().data_received(data)
+        if self.action is not None:
+            action, self.action = self.action, None
+            self.rec.add("acting", action)
+            tr = self.transport
+            if action == "echo":
+                tr.write(data)
+                self.action = "echo"
+            elif action == "pause_reading":
+                tr.pause_reading()
+            elif action == "close":
+                tr.close()
+            elif action == "write, close":
+                tr.write(data * 1000)
+                tr.close()
+            elif action == "abort":
+                tr.abort()
+            elif action == "write_eof":
+                tr.write(b"bye")
+                tr.write_eof()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("action", ["pause_reading", "close", "write, close",
+                                    "abort", "write_eof"])
+def test_transport_used_inside_data_received(kind, action):
+    async def scenario(loop, rec):
+        pair = await open_pair(loop, kind, lambda: Acting(rec, action))
+        tr, proto, peer = pair.transport, pair.protocol, pair.peer
+        await loop.sock_sendall(peer, b"first")
+        await proto.want(5)
+        await settle()
+        out = [tr.is_closing(), tr.is_reading(), proto.lost.done()]
+        rec.add("peer sends more")
+        try:
+            await loop.sock_sendall(peer, b"second")
+        except OSError:
+            pass    # (a Unix socket's peer is told at once it is closed)
+        await settle()
+        if action != "write_eof":
+            out.append(len(proto.data))
+        if action == "pause_reading":
+            tr.resume_reading()
+            await proto.want(11)
+            tr.close()
+        if action == "write_eof":
+            await proto.want(11)
+            out.append(await peer_read(loop, peer))
+            tr.close()
+        await proto.lost
+        if action in ("close", "write, close", "abort"):
+            try:
+                got = await peer_read(loop, peer)
+            except ConnectionResetError:
+                got = "reset"
+            out.append(got if action != "write, close" else len(got))
+        await pair.close()
+        return out
+
+    rec = on_both(scenario)
+    head = [("connection_made", "p"), ("data", "p", 5),
+            ("acting", action)]
+    if action == "pause_reading":
+        assert rec == head + [("peer sends more",), ("data", "p", 6),
+                              ("connection_lost", "p", None),
+                              ("result", [False, False, False, 5])]
+    elif action == "write_eof":
+        assert rec == head + [("peer sends more",), ("data", "p", 6),
+                              ("connection_lost", "p", None),
+                              ("result", [False, True, False, b"bye"])]
+    else:
+        # Closed from inside the callback: no more reads.  (The unread
+        # "second" makes the kernel reset the connection: what the peer
+        # reads then is the kernel's business, not compared.)
+        assert rec[:5] == head + [("connection_lost", "p", None),
+                                  ("peer sends more",)]
+        result = rec[5][1]
+        assert rec[5][0] == "result" and len(rec) == 6
+        assert result[:4] == [True, False, True, 5]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_echo_from_data_received(kind):
+    size = MIB
+
+    async def scenario(loop, rec):
+        pair = await open_pair(loop, kind, lambda: Acting(rec, "echo"))
+        sender = loop.create_task(loop.sock_sendall(pair.peer,
+                                                    _payload(size)))
+        got = await peer_read(loop, pair.peer, size)
+        await sender
+        pair.peer.shutdown(socket.SHUT_WR)
+        await pair.protocol.lost
+        await pair.close()
+        return got == _payload(size)
+
+    rec = on_both(scenario)
+    # ("acting", "echo") comes once per data_received: as many as the
+    # kernel's reads, not compared; the rest is.
+    assert [e for e in rec if e[0] != "acting" and e[0] != "data"] == [
+        ("connection_made", "p"), ("eof_received", "p"),
+        ("connection_lost", "p", None), ("result", True)]
+    assert sum(e[2] for e in rec if e[0] == "data") == size
+
+
+def test_default_exception_handler_logs():
+    # No handler of the program's: the loop's default one logs the fatal
+    # error, the protocol and the transport named.
+    async def scenario(loop, rec):
+        loop.set_exception_handler(None)
+        pair = await open_pair(
+            loop, "tcp", lambda: RecProtocol(rec, raise_in=["data_received"]))
+        await loop.sock_sendall(pair.peer, b"data")
+        await pair.protocol.lost
+        await pair.close()
+        return None
+
+    assert on_both(scenario) == [
+        ("connection_made", "p"), ("data", "p", 4),
+        ("log", "ERROR", "Fatal error: protocol.data_received() call failed."
+         "\nprotocol: <test_transport.RecProtocol object at 0x?>"
+         "\ntransport: <Transport fd=? read=polling write=<idle, "
+         "bufsize=0>>", "ValueError"),
+        ("connection_lost", "p", ("ValueError", "data_received")),
+        ("result", None)]
+
+
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize("where", ["data_received", "eof_received",
                                    "get_buffer", "buffer_updated"])
