@@ -143,11 +143,12 @@ print(json.dumps({"before": before, "after": after, "stats": stats,
 '''
 
 
-def check_fds(ctx):
-    n = 100000 if ctx.soak else 10000
+def check_fds(ctx, n=None, program=FDS):
+    if n is None:
+        n = 100000 if ctx.soak else 10000
     name = ("transport: %s connect/close cycles over TCP (closed, "
             "aborted, reset, from either end): fds left open" % count(n))
-    r = subprocess.run([sys.executable, "-c", FDS, str(n)],
+    r = subprocess.run([sys.executable, "-c", program, str(n)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=600)
     if r.returncode or r.stderr.strip():
@@ -195,7 +196,8 @@ kept = []       # transports the program leaves open
 
 def handler(loop, ctx):
     exc = ctx.get("exception")
-    msg = re.sub(r"\(<.*", "", ctx["message"])
+    msg = re.sub(r"^(Exception in callback [\w.]+)\(.*", r"\1",
+                 ctx["message"], flags=re.S)
     key = "%s [%s]" % (msg, type(exc).__name__ if exc else None)
     handled[key] = handled.get(key, 0) + 1
 
@@ -341,8 +343,9 @@ def _norm_stderr(text):
     return sorted(out)
 
 
-def check_faults(ctx):
-    n = 200 if ctx.soak else 40
+def check_faults(ctx, n=None):
+    if n is None:
+        n = 200 if ctx.soak else 40
     runs = {}
     for which in ("asyncio", "tcg"):
         for dev in (False, True):
@@ -456,7 +459,9 @@ async def one_round(loop, lsock, chunk):
     at_pause = None
     for i in range(STEPS):
         if not (HONOUR and w.paused):
-            tr.write(chunk)
+            # A fresh object each time (3.12 and later keep a view of
+            # what they are given, not a copy).
+            tr.write(chunk * 1)
             writes += 1
         if w.paused and at_pause is None:
             at_pause = rss_kib()
@@ -484,7 +489,7 @@ async def main(loop):
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)
     lsock.setblocking(False)
-    chunk = b"w" * CHUNK
+    chunk = bytearray(b"w" * CHUNK)
     rounds = [await one_round(loop, lsock, chunk) for _ in range(ROUNDS)]
     lsock.close()
     return rounds
