@@ -64,6 +64,7 @@ def _norm(text):
     ``_SelectorSocketTransport``; ours is another subclass of it)."""
     text = re.sub(r"0x[0-9a-fA-F]+", "0x?", text)
     text = re.sub(r"fd=-?\d+", "fd=?", text)
+    text = re.sub(r"File descriptor \d+", "File descriptor ?", text)
     text = re.sub(r"(\('127\.0\.0\.1', )\d+\)", r"\1?)", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:?", text)
     text = re.sub(r"[^'\s]*tcg-tr-[^'\s]*", "PATH", text)
@@ -313,7 +314,7 @@ class Pair:
         self._closers = closers
 
     async def close(self):
-        if not self.transport.is_closing():
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self.peer.close()
         for c in self._closers:
@@ -1564,6 +1565,74 @@ def test_extra_info_repr_protocol(kind):
         "<Transport fd=? read=idle write=<polling, bufsize=N>>",
         "<Transport closing fd=? read=idle write=<polling, bufsize=N>>",
         "<Transport closed fd=?>", True]
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix", "accepted"])
+def test_fd_in_use_by_transport(kind):
+    # The loop knows the transport's fd is taken: its reader/writer and
+    # sock_* methods refuse it while the transport lives, and allow it
+    # after.
+    async def scenario(loop, rec):
+        pair = await open_pair(loop, kind, lambda: RecProtocol(rec))
+        tr = pair.transport
+        sock = tr.get_extra_info("socket")
+        fd = sock.fileno()
+        out = []
+        for call in (lambda: loop.add_reader(fd, print),
+                     lambda: loop.add_writer(fd, print),
+                     lambda: loop.remove_reader(fd),
+                     lambda: loop.remove_writer(fd)):
+            try:
+                call()
+                out.append("no error")
+            except RuntimeError as e:
+                out.append(_norm(str(e)))
+        raw = socket.socket(fileno=os.dup(fd))
+        raw.setblocking(False)
+        try:
+            # (a dup: its own fd, not the transport's)
+            out.append(loop.add_reader(raw.fileno(), print))
+            out.append(loop.remove_reader(raw.fileno()))
+        finally:
+            raw.close()
+        tr.close()
+        await pair.protocol.lost
+        await pair.close()
+        return out
+
+    in_use = ("File descriptor ? is used by transport <Transport fd=? "
+              "read=polling write=<idle, bufsize=0>>")
+    assert on_both(scenario) == [
+        ("connection_made", "p"), ("connection_lost", "p", None),
+        ("result", [in_use] * 4 + [None, True])]
+
+
+def test_unclosed_transport_warns():
+    # A transport left open when its loop closes warns when it goes.
+    import gc
+    import warnings
+    seen = {}
+    for name, factory in LOOPS:
+        loop = factory()
+        rec = Record(loop)
+        pair = loop.run_until_complete(
+            open_pair(loop, "tcp", lambda: RecProtocol(rec)))
+        loop.close()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            # (the closed loop, the protocol and its futures go too)
+            del loop, rec
+            pair.transport = pair.protocol = None
+            gc.collect()
+        pair.peer.close()
+        for c in pair._closers:
+            r = c()
+            if asyncio.iscoroutine(r):
+                r.close()
+        seen[name] = [(w.category.__name__, _norm(str(w.message)))
+                      for w in caught if "transport" in str(w.message)]
+    assert seen["tcg"] == seen["asyncio"] == [
+        ("ResourceWarning", "unclosed transport <Transport fd=?>")]
 
 
 # -- sendfile, start_tls ----------------------------------------------------------------
