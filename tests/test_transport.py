@@ -49,7 +49,7 @@ PY312 = sys.version_info >= (3, 12)
 MIB = 1 << 20
 
 
-# -- the record ----------------------------------------------------------------
+# -- the record ---------------------------------------------------------------
 
 def _exc(exc):
     """An exception as the record keeps it: type name and message."""
@@ -192,7 +192,7 @@ def on_both(scenario, *args, timeout=30, each_connection=False,
     return records["asyncio"].events
 
 
-# -- protocols that record -------------------------------------------------------
+# -- protocols that record ----------------------------------------------------
 
 class RecProtocol(asyncio.Protocol):
     """A protocol writing its callbacks into the record.  ``raise_in``:
@@ -304,7 +304,7 @@ class RecBufferedProtocol(RecProtocol, asyncio.BufferedProtocol):
         self.rec.add("data_received on a BufferedProtocol", len(data))
 
 
-# -- connections -----------------------------------------------------------------
+# -- connections --------------------------------------------------------------
 
 class Pair:
     """A transport of one kind and its peer, a plain socket."""
@@ -446,7 +446,7 @@ async def settle(n=20):
         await asyncio.sleep(0)
 
 
-# -- echo, write's data types ------------------------------------------------------
+# -- echo, write's data types -------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("size", [1, 1000, 65537, 3 * MIB + 5])
@@ -771,7 +771,7 @@ def test_write_after_connection_lost_to_reset(kind):
             ("writelines", 1, None)])]
 
 
-# -- peer reset ------------------------------------------------------------------
+# -- peer reset ---------------------------------------------------------------
 
 @pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("kind", TCP_KINDS)
@@ -846,7 +846,7 @@ def test_peer_reset_mid_write(kind):
     assert rec[-1] == ("result", [True, True, 0])
 
 
-# -- half-close ------------------------------------------------------------------
+# -- half-close ---------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("keep_open", [None, False, True])
@@ -903,7 +903,7 @@ def test_write_eof_flushes_first(kind):
         ("result", [True, True, False, True])]
 
 
-# -- protocol callbacks that raise -------------------------------------------------
+# -- protocol callbacks that raise --------------------------------------------
 
 @pytest.mark.parametrize("kind", ["tcp", "unix", "accepted"])
 @pytest.mark.parametrize("where", ["data_received", "eof_received",
@@ -1263,7 +1263,7 @@ def test_max_size_bounds_each_read(kind):
     assert on_both(scenario)[-1] == ("result", [5, 5, 5, 5, 3])
 
 
-# -- BufferedProtocol and set_protocol -----------------------------------------------
+# -- BufferedProtocol and set_protocol ----------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("size", [1, 7, 65536])
@@ -1340,7 +1340,7 @@ def test_set_protocol_switches_kind(kind, where):
                     False, False])]
 
 
-# -- reading paused, writing paused ----------------------------------------------------
+# -- reading paused, writing paused -------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_pause_resume_reading(kind):
@@ -1472,7 +1472,7 @@ def test_writer_honouring_pause_stays_bounded(kind):
                    ("result", [True, True, True, True])]
 
 
-# -- close, abort, state ----------------------------------------------------------
+# -- close, abort, state ------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_close_flushes_pending_writes(kind):
@@ -1635,7 +1635,7 @@ def test_unclosed_transport_warns():
         ("ResourceWarning", "unclosed transport <Transport fd=?>")]
 
 
-# -- sendfile, start_tls ----------------------------------------------------------------
+# -- sendfile, start_tls ------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_sendfile(kind):
@@ -1732,7 +1732,7 @@ def test_start_tls(kind):
         ("connection_lost", "peer", None)]
 
 
-# -- streams ---------------------------------------------------------------------
+# -- streams ------------------------------------------------------------------
 
 @pytest.mark.parametrize("unix", [False, True])
 def test_streams_reads_at_eof(unix):

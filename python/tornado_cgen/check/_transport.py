@@ -24,7 +24,7 @@ import sys
 
 from ._report import count
 
-# -- fds ------------------------------------------------------------------------
+# -- fds ----------------------------------------------------------------------
 
 FDS = r'''
 import asyncio, gc, json, os, socket, struct, sys
