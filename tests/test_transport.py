@@ -582,7 +582,10 @@ def test_write_odd_memoryviews(when):
         assert bad == ["raised", ("TypeError", "can't set bytearray slice "
                                   "from memoryview"), False, 0, b"", True]
     else:
-        assert bad[0] in ("raised", "returned")
+        # 3.12 and later take it into their buffer of views (and fail on
+        # it when sending, differently from one patch release to another:
+        # only the loops' agreement is asserted there).
+        assert bad[:2] == ["returned", False]
 
 
 @pytest.mark.parametrize("kind", ["tcp", "unix", "accepted"])
