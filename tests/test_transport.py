@@ -68,10 +68,10 @@ def _norm(text):
     text = re.sub(r"(\('127\.0\.0\.1', )\d+\)", r"\1?)", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:?", text)
     text = re.sub(r"[^'\s]*tcg-tr-[^'\s]*", "PATH", text)
-    text = re.sub(r"<\w*SocketTransport\b", "<Transport", text)
-    # (reprlib's shortening of the same, in a handle's repr)
-    text = re.sub(r"<_SelectorSoc\.\.\.|<_SocketTrans\.\.\.",
-                  "<Transport...", text)
+    text = re.sub(r"<\w+( closed| closing)? fd=", r"<Transport\1 fd=", text)
+    # (reprlib's shortening of the same, in a handle's repr: its first
+    # thirteen characters)
+    text = re.sub(r"<[^<>()]{12}\.\.\.", "<Transport...", text)
     return text
 
 

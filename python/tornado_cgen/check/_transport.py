@@ -337,7 +337,8 @@ def _norm_stderr(text):
         line = re.sub(r"^.*?:\d+: (\w+Warning)", r"\1", line)
         line = re.sub(r"0x[0-9a-fA-F]+", "0x?", line)
         line = re.sub(r"fd=-?\d+", "fd=?", line)
-        line = re.sub(r"\b_?\w*SocketTransport\b", "Transport", line)
+        line = re.sub(r"<\w+( closed| closing)? fd=", r"<Transport\1 fd=",
+                      line)
         line = re.sub(r"\d+", "N", line)
         out.append(line)
     return sorted(out)
