@@ -116,7 +116,7 @@ async def main(loop):
         return p
 
     srv = await loop.create_server(factory, "127.0.0.1", 0)
-    await cycles(loop, srv, 200, stats, servers)      # warm-up
+    await cycles(loop, srv, min(N, 200), stats, servers)      # warm-up
     for _ in range(5):
         await asyncio.sleep(0)
     gc.collect()
