@@ -561,8 +561,10 @@ def test_write_odd_memoryviews(when):
             if not tr.is_closing():
                 tr.write_eof()
                 got = await peer_read(loop, pair.peer)
-                what += [len(got) - sent, got[sent:],
-                         got[:sent] == _payload(sent)]
+                # (short: how much went out before a later failure is
+                # the kernel's business)
+                what += [len(got) - sent if len(got) >= sent else "short",
+                         got[sent:], got[:sent] == _payload(sent)]
             out.append(what)
             await pair.close()
         return out
