@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import tornado_cgen
-from tornado_cgen.check import _child, faults
+from tornado_cgen.check import _child, _transport, faults
 from tornado_cgen.check._report import Context, tornado_available
 
 MODES = ["standalone"] + (["installed"] if tornado_available() else [])
@@ -76,3 +76,28 @@ def test_exit_program_runs_cleanly(mode):
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=120, env=dict(os.environ, **ENV))
     assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_transport_fds_figure_sees_a_leak(tmp_path):
+    ctx = Context("faults", out=open(tmp_path / "out", "w"))
+    _transport.check_fds(ctx, n=40)
+    leaky = _transport.FDS.replace(
+        "        await client.lost\n",
+        "        LEAK.append(os.dup(0))\n        await client.lost\n").replace(
+        "N = int(sys.argv[1])\n", "N = int(sys.argv[1])\nLEAK = []\n")
+    assert leaky.count("LEAK") == 2
+    _transport.check_fds(ctx, n=40, program=leaky)
+    ctx.out.close()
+    ok, leaked = ctx.figures
+    assert ok.ok and ok.value == "0", ok.line()
+    assert not leaked.ok and leaked.value == "40", leaked.line()
+
+
+def test_transport_faults_figures(tmp_path):
+    ctx = Context("faults", out=open(tmp_path / "out", "w"))
+    _transport.check_faults(ctx, n=2)
+    ctx.out.close()
+    assert [f.ok for f in ctx.figures] == [True, True], [
+        f.line() for f in ctx.figures]
+    assert all(f.value.startswith("exit 0, 10 handler calls, 12 "
+                                  "connections lost") for f in ctx.figures)

@@ -9,11 +9,16 @@
   the debug (ASan) build, which reports, when asked, what the freelists
   held when the module was cleared; LeakSanitizer then finds no memory
   lost (nothing allocated and left unreachable at exit).
+* The socket transport (``_transport``): a writer whose peer never reads,
+  honouring ``pause_writing`` (the buffer bounded, the RSS flat) and not
+  (the RSS what the buffer holds, the memory reused round after round),
+  and one whose peer reads slowly (the RSS flat over many pauses).
 """
 import os
 import subprocess
 import sys
 
+from . import _transport
 from ._report import count, section_main
 
 CYCLES = r'''
@@ -190,6 +195,7 @@ def check_exit(ctx):
 def run(ctx):
     check_exit(ctx)
     check_rss(ctx)
+    _transport.check_memory(ctx)
 
 
 if __name__ == "__main__":
