@@ -1246,19 +1246,6 @@ def test_flow_control_callbacks_raise(where):
         ("connection_lost", "p", None), ("result", [True, False, 0])]
 
 
-def _reads_into_the_loops_buffer():
-    # The Python transport of tornado_cgen's loop that reads with
-    # recv_into() into a buffer of the loop's (what the C one replaces).
-    import inspect
-    cls = getattr(tornado_cgen.loop, "_SocketTransport", None)
-    fn = vars(cls).get("_read_ready__data_received") if cls else None
-    return inspect.isfunction(fn) and fn.__module__ == "tornado_cgen.loop"
-
-
-@pytest.mark.xfail(_reads_into_the_loops_buffer(), strict=True, reason=(
-    "tornado_cgen's Python transport reads into its loop's 256 KiB buffer "
-    "and does not honour a transport's max_size (the stdlib reads "
-    "recv(self.max_size))"))
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
 def test_max_size_bounds_each_read(kind):
     async def scenario(loop, rec):
