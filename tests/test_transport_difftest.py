@@ -15,7 +15,7 @@ _spec = importlib.util.spec_from_file_location("difftest_transport", _PATH)
 difftest_transport = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(difftest_transport)
 
-BATCHES = 4
+BATCHES = 2
 PER_BATCH = 30
 
 
