@@ -30,7 +30,7 @@
  * The descriptor binds like a function (tp_descr_get, and
  * Py_TPFLAGS_METHOD_DESCRIPTOR so that transport.write(data) makes no bound
  * method) and introspects as the stdlib's function (__name__, __doc__,
- * __qualname__, __module__, __wrapped__).
+ * __qualname__, __module__, inspect.signature()).
  */
 #include "tcg.h"
 #include <errno.h>
@@ -131,8 +131,10 @@ slot(tcg_transport_state *ts, PyObject *self, int i)
     return *(PyObject **)((char *)self + ts->slot_offset[i]);
 }
 
-/* Is the slot set and falsy, as the stdlib's `not self.<name>`?  1, 0 (set
- * and truthy, or unset), or -1 with an exception set. */
+/* Is the slot set and falsy, as the stdlib's `not self.<name>`?  1 if so;
+ * 0 if it is truthy, unset, or of a type whose truth test could run Python
+ * code (the fallback tests it, once); -1 with an exception set.  Known:
+ * what the stdlib keeps there (ints, bools, None, a bytearray, a deque). */
 static int
 slot_false(tcg_transport_state *ts, PyObject *self, int i)
 {
@@ -146,24 +148,44 @@ slot_false(tcg_transport_state *ts, PyObject *self, int i)
     if (PyByteArray_CheckExact(v)) {
         return PyByteArray_GET_SIZE(v) == 0;
     }
+    if (!PyLong_CheckExact(v) && !PyBool_Check(v) &&
+        Py_TYPE(v) != (PyTypeObject *)ts->deque_type) {
+        return 0;
+    }
     int t = PyObject_IsTrue(v);
     return t < 0 ? -1 : !t;
 }
 
-/* The socket's fd when self._sock is a plain socket.socket and
- * self._sock_fd an int: >= 0; else -1, the fallback must do the work. */
+/* The fd the stdlib's self._sock.<io>() would use, when self._sock is a
+ * plain socket.socket whose methods nobody replaced (socket.socket's own
+ * dict holds neither `io` nor fileno): >= 0.  The socket's own fd, not
+ * self._sock_fd: a socket closed or detached behind the transport's back
+ * has none (the stdlib's call fails with EBADF), and its old number may
+ * belong to another file by now.  -1: the fallback must do the work. */
 static int
-plain_socket_fd(tcg_transport_state *ts, PyObject *self)
+plain_socket_fd(tcg_transport_state *ts, PyObject *self, PyObject *io)
 {
     PyObject *sock = slot(ts, self, TR_SLOT_SOCK);
-    PyObject *fdobj = slot(ts, self, TR_SLOT_SOCK_FD);
-    if (sock == NULL || Py_TYPE(sock) != (PyTypeObject *)ts->socket_type ||
-        fdobj == NULL || !PyLong_CheckExact(fdobj)) {
+    if (sock == NULL || Py_TYPE(sock) != (PyTypeObject *)ts->socket_type) {
+        return -1;
+    }
+    PyObject *dict = ((PyTypeObject *)ts->socket_type)->tp_dict;
+    if (PyDict_GetItem(dict, io) != NULL ||
+        PyDict_GetItem(dict, ts->str_fileno) != NULL) {
+        return -1;
+    }
+    /* _socket.socket.fileno(): C, no Python code. */
+    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, ts->str_fileno);
+    if (fdobj == NULL) {
+        PyErr_Clear();    /* the fallback's own call meets it */
         return -1;
     }
     int overflow = 0;
-    long fd = PyLong_AsLongAndOverflow(fdobj, &overflow);
+    long fd = PyLong_Check(fdobj)
+            ? PyLong_AsLongAndOverflow(fdobj, &overflow) : -1;
+    Py_DECREF(fdobj);
     if (overflow || fd < 0 || fd > INT_MAX) {
+        PyErr_Clear();
         return -1;
     }
     return (int)fd;
@@ -180,13 +202,24 @@ would_block(int err)
 /* _read_ready__data_received(): the stdlib's steps, with the socket read
  * into the module's buffer (the stdlib's recv(max_size) allocates 256 KiB
  * per read, which glibc serves with mmap and munmap). */
+/* self._protocol, strong: the slot, or (unset) the attribute by name, with
+ * the error or the value a lookup gives there. */
+static PyObject *
+get_protocol(tcg_transport_state *ts, PyObject *self)
+{
+    PyObject *protocol = slot(ts, self, TR_SLOT_PROTOCOL);
+    if (protocol != NULL) {
+        return Py_NewRef(protocol);
+    }
+    return PyObject_GetAttr(self, ts->str_protocol);
+}
+
 static PyObject *
 read_data(TransportMethodObject *m, PyObject *self)
 {
     tcg_state *st = m->st;
     tcg_transport_state *ts = &st->transport;
-    int fd;
-    if (!has_slots(ts, self) || (fd = plain_socket_fd(ts, self)) < 0) {
+    if (!has_slots(ts, self)) {
         return PyObject_CallOneArg(m->fallback, self);
     }
     /* if self._conn_lost: return */
@@ -205,8 +238,10 @@ read_data(TransportMethodObject *m, PyObject *self)
     }
     Py_ssize_t size = max != NULL && PyLong_CheckExact(max)
                       ? PyLong_AsSsize_t(max) : -1;
-    if (size <= 0 || size > TCG_TRANSPORT_RECV_SIZE) {
-        PyErr_Clear();
+    /* No Python code from here to the recv(): the fd stays the socket's. */
+    int fd = size <= 0 || size > TCG_TRANSPORT_RECV_SIZE ? -1
+           : plain_socket_fd(ts, self, ts->str_recv);
+    if (fd < 0) {
         return PyObject_CallOneArg(m->fallback, self);
     }
     ssize_t n = recv(fd, ts->recv_buf, (size_t)size, 0);
@@ -218,7 +253,12 @@ read_data(TransportMethodObject *m, PyObject *self)
         return fatal_error(ts, self, ts->msg_read_error);
     }
     if (n == 0) {
-        return PyObject_CallMethodNoArgs(self, ts->str_on_eof);
+        PyObject *r = PyObject_CallMethodNoArgs(self, ts->str_on_eof);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+        Py_RETURN_NONE;
     }
     /* No Python code runs between the recv() and this copy, so no other
      * transport can reuse the buffer in between. */
@@ -228,24 +268,106 @@ read_data(TransportMethodObject *m, PyObject *self)
     }
     st->stats.transport_reads++;
     PyObject *res = NULL;
-    PyObject *protocol = slot(ts, self, TR_SLOT_PROTOCOL);
+    /* Strong: data_received may replace the transport's protocol. */
+    PyObject *protocol = get_protocol(ts, self);
     if (protocol != NULL) {
-        /* Strong: data_received may replace the transport's protocol. */
-        Py_INCREF(protocol);
         PyObject *args[3] = {NULL, protocol, data};
         res = PyObject_VectorcallMethod(ts->str_data_received, args + 1,
                                         2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                         NULL);
         Py_DECREF(protocol);
     }
+    if (res == NULL) {
+        res = fatal_error(ts, self, ts->msg_data_received);
+    }
     else {
-        PyErr_SetString(PyExc_AttributeError,
-                        "'_SocketTransport' object has no attribute "
-                        "'_protocol'");
+        Py_SETREF(res, Py_NewRef(Py_None));
     }
     Py_DECREF(data);
+    return res;
+}
+
+/* _read_ready__get_buffer(): the stdlib's steps for a BufferedProtocol,
+ * the socket read straight into the protocol's buffer. */
+/* The rest of _read_ready__get_buffer() once get_buffer() gave `buf`:
+ * nbytes = self._sock.recv_into(buf), then EOF or buffer_updated(nbytes).
+ * `buf` is kept until the end, as the stdlib's local (a bytearray under a
+ * memoryview stays exported meanwhile). */
+static PyObject *
+read_into(TransportMethodObject *m, PyObject *self, PyObject *buf)
+{
+    tcg_transport_state *ts = &m->st->transport;
+    PyObject *nbytes = NULL;
+    /* get_buffer() ran Python code: the socket is read again here.  The
+     * recv() is made here only into a buffer whose export is C code (not
+     * a heap type's, which may be a Python __buffer__) and a socket that
+     * is still a plain one; anything else goes through the socket's own
+     * recv_into(), with its errors. */
+    int fd = PyType_HasFeature(Py_TYPE(buf), Py_TPFLAGS_HEAPTYPE) ? -1
+           : plain_socket_fd(ts, self, ts->str_recv_into);
+    Py_buffer view;
+    if (fd >= 0 && PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) == 0) {
+        if (PyBuffer_IsContiguous(&view, 'C')) {
+            ssize_t n = recv(fd, view.buf, (size_t)view.len, 0);
+            int err = errno;
+            PyBuffer_Release(&view);
+            if (n < 0 && would_block(err)) {
+                Py_RETURN_NONE;
+            }
+            if (n < 0) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+                return fatal_error(ts, self, ts->msg_read_error);
+            }
+            nbytes = PyLong_FromSsize_t(n);
+            if (nbytes == NULL) {
+                return fatal_error(ts, self, ts->msg_read_error);
+            }
+        }
+        else {
+            PyBuffer_Release(&view);
+        }
+    }
+    else if (fd >= 0) {
+        PyErr_Clear();   /* recv_into() below raises it again */
+    }
+    if (nbytes == NULL) {
+        PyObject *sock = PyObject_GetAttr(self, ts->str_sock);
+        nbytes = sock == NULL ? NULL
+               : PyObject_CallMethodOneArg(sock, ts->str_recv_into, buf);
+        Py_XDECREF(sock);
+        if (nbytes == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+                PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+                PyErr_Clear();
+                Py_RETURN_NONE;
+            }
+            return fatal_error(ts, self, ts->msg_read_error);
+        }
+    }
+    /* if not nbytes: self._read_ready__on_eof() */
+    int t = PyObject_IsTrue(nbytes);
+    if (t <= 0) {
+        Py_DECREF(nbytes);
+        if (t < 0) {
+            return NULL;
+        }
+        PyObject *r = PyObject_CallMethodNoArgs(self, ts->str_on_eof);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    m->st->stats.transport_reads++;
+    /* self._protocol.buffer_updated(nbytes): the protocol as it is now. */
+    PyObject *protocol = get_protocol(ts, self);
+    PyObject *res = protocol == NULL ? NULL
+        : PyObject_CallMethodOneArg(protocol, ts->str_buffer_updated, nbytes);
+    Py_XDECREF(protocol);
+    Py_DECREF(nbytes);
     if (res == NULL) {
-        return fatal_error(ts, self, ts->msg_data_received);
+        return fatal_error(ts, self, ts->msg_buffer_updated);
     }
     Py_DECREF(res);
     Py_RETURN_NONE;
@@ -257,100 +379,31 @@ static PyObject *
 read_buffer(TransportMethodObject *m, PyObject *self)
 {
     tcg_transport_state *ts = &m->st->transport;
-    int fd;
-    if (!has_slots(ts, self) || (fd = plain_socket_fd(ts, self)) < 0) {
+    if (!has_slots(ts, self)) {
         return PyObject_CallOneArg(m->fallback, self);
     }
     int up = slot_false(ts, self, TR_SLOT_CONN_LOST);
     if (up <= 0) {
         return up < 0 ? NULL : PyObject_CallOneArg(m->fallback, self);
     }
-    PyObject *protocol = slot(ts, self, TR_SLOT_PROTOCOL);
-    if (protocol == NULL) {
+    if (plain_socket_fd(ts, self, ts->str_recv_into) < 0) {
         return PyObject_CallOneArg(m->fallback, self);
     }
-    Py_INCREF(protocol);
-    PyObject *buf = PyObject_CallMethodOneArg(protocol, ts->str_get_buffer,
-                                              ts->minus_one);
+    /* buf = self._protocol.get_buffer(-1); if not len(buf): raise */
+    PyObject *protocol = get_protocol(ts, self);
+    PyObject *buf = protocol == NULL ? NULL
+        : PyObject_CallMethodOneArg(protocol, ts->str_get_buffer,
+                                    ts->minus_one);
+    Py_XDECREF(protocol);
     Py_ssize_t len = buf == NULL ? -1 : PyObject_Size(buf);
     if (len == 0) {
         PyErr_SetString(PyExc_RuntimeError,
                         "get_buffer() returned an empty buffer");
     }
-    if (len <= 0) {
-        Py_XDECREF(buf);
-        Py_DECREF(protocol);
-        return fatal_error(ts, self, ts->msg_get_buffer);
-    }
-    /* sock.recv_into(buf): straight into a writable C-contiguous buffer;
-     * anything else through the socket's own method (its errors). */
-    Py_ssize_t n;
-    Py_buffer view;
-    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) == 0 &&
-        PyBuffer_IsContiguous(&view, 'C')) {
-        n = recv(fd, view.buf, (size_t)view.len, 0);
-        int err = errno;
-        PyBuffer_Release(&view);
-        if (n < 0 && !would_block(err)) {
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
-        }
-        else if (n < 0) {
-            Py_DECREF(buf);
-            Py_DECREF(protocol);
-            Py_RETURN_NONE;
-        }
-    }
-    else {
-        if (!PyErr_Occurred()) {
-            PyBuffer_Release(&view);
-        }
-        PyErr_Clear();
-        PyObject *sock = slot(ts, self, TR_SLOT_SOCK);
-        PyObject *r = sock == NULL ? NULL
-            : PyObject_CallMethodOneArg(sock, ts->str_recv_into, buf);
-        n = r == NULL ? -1 : PyLong_AsSsize_t(r);
-        Py_XDECREF(r);
-        if (n < 0 && PyErr_Occurred() &&
-            (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
-             PyErr_ExceptionMatches(PyExc_InterruptedError))) {
-            PyErr_Clear();
-            Py_DECREF(buf);
-            Py_DECREF(protocol);
-            Py_RETURN_NONE;
-        }
-    }
-    Py_DECREF(buf);
-    if (n < 0) {
-        Py_DECREF(protocol);
-        return fatal_error(ts, self, ts->msg_read_error);
-    }
-    if (n == 0) {
-        Py_DECREF(protocol);
-        return PyObject_CallMethodNoArgs(self, ts->str_on_eof);
-    }
-    m->st->stats.transport_reads++;
-    /* self._protocol.buffer_updated(nbytes): the protocol as it is now,
-     * as the stdlib reads it again. */
-    Py_DECREF(protocol);
-    protocol = slot(ts, self, TR_SLOT_PROTOCOL);
-    PyObject *res = NULL;
-    PyObject *nbytes = PyLong_FromSsize_t(n);
-    if (protocol != NULL && nbytes != NULL) {
-        res = PyObject_CallMethodOneArg(protocol, ts->str_buffer_updated,
-                                        nbytes);
-    }
-    else if (protocol == NULL && nbytes != NULL) {
-        PyErr_SetString(PyExc_AttributeError,
-                        "'_SocketTransport' object has no attribute "
-                        "'_protocol'");
-    }
-    Py_XDECREF(nbytes);
-    if (res == NULL) {
-        return fatal_error(ts, self, ts->msg_buffer_updated);
-    }
-    Py_DECREF(res);
-    Py_RETURN_NONE;
+    PyObject *res = len <= 0 ? fatal_error(ts, self, ts->msg_get_buffer)
+                             : read_into(m, self, buf);
+    Py_XDECREF(buf);
+    return res;
 }
 
 /* _read_ready(): self._read_ready_cb(), which set_protocol() made one of
@@ -378,8 +431,15 @@ read_ready(TransportMethodObject *m, PyObject *self)
     else if (func != NULL && TM(func)->kind == TR_READ_BUFFER) {
         res = read_buffer(TM(func), self);
     }
+    else if (Py_EnterRecursiveCall(" in the transport's _read_ready")) {
+        /* A vectorcall to C has no depth check of its own: a callback
+         * that is _read_ready itself recurses as the stdlib's does, to a
+         * RecursionError. */
+        res = NULL;
+    }
     else {
         res = PyObject_CallNoArgs(cb);
+        Py_LeaveRecursiveCall();
     }
     Py_DECREF(cb);
     return res;
@@ -407,7 +467,7 @@ write_now_fd(tcg_transport_state *ts, PyObject *self)
     if (t <= 0) {
         return t < 0 ? -2 : -1;
     }
-    return plain_socket_fd(ts, self);
+    return plain_socket_fd(ts, self, ts->str_send);
 }
 
 static PyObject *
@@ -415,21 +475,9 @@ write_data(TransportMethodObject *m, PyObject *self, PyObject *data)
 {
     tcg_state *st = m->st;
     tcg_transport_state *ts = &st->transport;
-    const char *buf;
-    Py_ssize_t len;
-    if (PyBytes_CheckExact(data)) {
-        buf = PyBytes_AS_STRING(data);
-        len = PyBytes_GET_SIZE(data);
-    }
-    else if (PyByteArray_CheckExact(data)) {
-        buf = PyByteArray_AS_STRING(data);
-        len = PyByteArray_GET_SIZE(data);
-    }
-    else {
-        /* Other buffers, and the TypeError for what is none. */
-        return PyObject_CallFunctionObjArgs(m->fallback, self, data, NULL);
-    }
-    if (len == 0) {
+    if ((!PyBytes_CheckExact(data) && !PyByteArray_CheckExact(data)) ||
+        Py_SIZE(data) == 0) {
+        /* Other buffers, the TypeError for what is none, empty data. */
         return PyObject_CallFunctionObjArgs(m->fallback, self, data, NULL);
     }
     int fd = write_now_fd(ts, self);
@@ -438,7 +486,11 @@ write_data(TransportMethodObject *m, PyObject *self, PyObject *data)
             ? PyObject_CallFunctionObjArgs(m->fallback, self, data, NULL)
             : NULL;
     }
-    /* `buf` is still the object's: no Python code ran since it was read. */
+    /* The data as it is now, as the stdlib's send(data) reads it (no Python
+     * code runs in the checks above, but that is theirs to keep). */
+    const char *buf = PyBytes_CheckExact(data) ? PyBytes_AS_STRING(data)
+                                               : PyByteArray_AS_STRING(data);
+    Py_ssize_t len = Py_SIZE(data);
     ssize_t n = send(fd, buf, (size_t)len, 0);
     if (n == len) {
         st->stats.transport_writes++;
@@ -533,6 +585,16 @@ trm_getattro(PyObject *self, PyObject *name)
         }
         if (own) {
             return PyObject_GetAttr(m->fallback, name);
+        }
+        int sig = PyUnicode_Check(name)
+                ? PyUnicode_CompareWithASCIIString(name, "__signature__") : 1;
+        if (sig == 0) {
+            /* inspect.signature(): the stdlib's function's. */
+            PyObject *inspect = PyImport_ImportModule("inspect");
+            PyObject *res = inspect == NULL ? NULL
+                : PyObject_CallMethod(inspect, "signature", "O", m->fallback);
+            Py_XDECREF(inspect);
+            return res;
         }
     }
     return PyObject_GenericGetAttr(self, name);
@@ -693,7 +755,10 @@ static PyMethodDef trm_methods[] = {
 static PyMemberDef trm_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET,
      offsetof(TransportMethodObject, vectorcall), READONLY, NULL},
-    {"__wrapped__", T_OBJECT, offsetof(TransportMethodObject, fallback),
+    /* Not __wrapped__: asyncio would follow that to a function and name
+     * its source in every repr of a handle running it, as it does not for
+     * the stdlib's method. */
+    {"fallback", T_OBJECT, offsetof(TransportMethodObject, fallback),
      READONLY, "The stdlib's function, which this one takes the common "
                "case of."},
     {NULL, 0, 0, 0, NULL},
@@ -771,6 +836,20 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
     TR_STRING(str_max_size, "max_size", PyUnicode_InternFromString);
     TR_STRING(str_buffer_updated, "buffer_updated", PyUnicode_InternFromString);
     TR_STRING(str_recv_into, "recv_into", PyUnicode_InternFromString);
+    TR_STRING(str_recv, "recv", PyUnicode_InternFromString);
+    TR_STRING(str_send, "send", PyUnicode_InternFromString);
+    TR_STRING(str_fileno, "fileno", PyUnicode_InternFromString);
+    TR_STRING(str_protocol, "_protocol", PyUnicode_InternFromString);
+    TR_STRING(str_sock, "_sock", PyUnicode_InternFromString);
+    PyObject *collections = PyImport_ImportModule("collections");
+    if (collections == NULL) {
+        return -1;
+    }
+    ts->deque_type = PyObject_GetAttrString(collections, "deque");
+    Py_DECREF(collections);
+    if (ts->deque_type == NULL) {
+        return -1;
+    }
     TR_STRING(msg_get_buffer, "Fatal error: protocol.get_buffer() call failed.",
               PyUnicode_FromString);
     TR_STRING(msg_buffer_updated,
@@ -795,6 +874,7 @@ tcg_transport_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(st->transport.socket_type);
     Py_VISIT(st->transport.slots_type);
     Py_VISIT(st->transport.slots_default);
+    Py_VISIT(st->transport.deque_type);
     return 0;
 }
 
@@ -816,6 +896,12 @@ tcg_transport_clear(tcg_state *st)
     Py_CLEAR(ts->str_max_size);
     Py_CLEAR(ts->str_buffer_updated);
     Py_CLEAR(ts->str_recv_into);
+    Py_CLEAR(ts->str_recv);
+    Py_CLEAR(ts->str_send);
+    Py_CLEAR(ts->str_fileno);
+    Py_CLEAR(ts->str_protocol);
+    Py_CLEAR(ts->str_sock);
+    Py_CLEAR(ts->deque_type);
     Py_CLEAR(ts->msg_get_buffer);
     Py_CLEAR(ts->msg_buffer_updated);
     Py_CLEAR(ts->minus_one);

@@ -34,6 +34,12 @@ typedef struct {
     PyObject *str_max_size;
     PyObject *str_buffer_updated;
     PyObject *str_recv_into;
+    PyObject *str_recv;
+    PyObject *str_send;
+    PyObject *str_fileno;
+    PyObject *str_protocol;
+    PyObject *str_sock;
+    PyObject *deque_type;         /* collections.deque: the 3.12+ _buffer */
     PyObject *minus_one;          /* get_buffer(-1) */
     /* _fatal_error()'s messages, the stdlib's words. */
     PyObject *msg_read_error;

@@ -129,7 +129,7 @@ def test_transport_is_the_stdlibs_class():
         method = _SocketTransport.__dict__[name]
         stdlib = getattr(selector_events._SelectorSocketTransport, name)
         assert type(method) is _core.TransportMethod
-        assert method.__wrapped__ is stdlib
+        assert method.fallback is stdlib
         assert method.__name__ == stdlib.__name__
         assert method.__qualname__ == stdlib.__qualname__
         assert method.__doc__ == stdlib.__doc__
