@@ -156,26 +156,55 @@ slot_false(tcg_transport_state *ts, PyObject *self, int i)
     return t < 0 ? -1 : !t;
 }
 
-/* The fd the stdlib's self._sock.<io>() would use, when self._sock is a
- * plain socket.socket whose methods nobody replaced (socket.socket's own
- * dict holds neither `io` nor fileno): >= 0.  The socket's own fd, not
- * self._sock_fd: a socket closed or detached behind the transport's back
- * has none (the stdlib's call fails with EBADF), and its old number may
- * belong to another file by now.  -1: the fallback must do the work. */
+/* Does socket.socket still leave recv, recv_into, send and fileno to
+ * _socket.socket's C methods (nobody set them on the class)?  Checked
+ * once per version of the class: its type version tag changes with any
+ * change to its dict. */
+static bool
+socket_methods_plain(tcg_transport_state *ts)
+{
+    PyTypeObject *tp = (PyTypeObject *)ts->socket_type;
+    if (ts->socket_tag != 0 && ts->socket_tag == tp->tp_version_tag &&
+        PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        return true;
+    }
+    PyObject *names[] = {ts->str_recv, ts->str_recv_into, ts->str_send,
+                         ts->str_fileno};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (PyDict_GetItemWithError(tp->tp_dict, names[i]) != NULL) {
+            return false;
+        }
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return false;
+        }
+    }
+    /* fileno is still the descriptor we call; the lookup also gives the
+     * class a version tag if it had none. */
+    if (_PyType_Lookup(tp, ts->str_fileno) != ts->fileno_descr) {
+        return false;
+    }
+    ts->socket_tag = PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)
+                     ? tp->tp_version_tag : 0;
+    return true;
+}
+
+/* The fd the stdlib's self._sock.recv()/recv_into()/send() would use,
+ * when self._sock is a plain socket.socket whose methods nobody replaced:
+ * >= 0.  The socket's own fd, not self._sock_fd: a socket closed or
+ * detached behind the transport's back has none (the stdlib's call fails
+ * with EBADF), and its old number may belong to another file by now.
+ * -1: the fallback must do the work. */
 static int
-plain_socket_fd(tcg_transport_state *ts, PyObject *self, PyObject *io)
+plain_socket_fd(tcg_transport_state *ts, PyObject *self)
 {
     PyObject *sock = slot(ts, self, TR_SLOT_SOCK);
-    if (sock == NULL || Py_TYPE(sock) != (PyTypeObject *)ts->socket_type) {
+    if (sock == NULL || Py_TYPE(sock) != (PyTypeObject *)ts->socket_type ||
+        !socket_methods_plain(ts)) {
         return -1;
     }
-    PyObject *dict = ((PyTypeObject *)ts->socket_type)->tp_dict;
-    if (PyDict_GetItem(dict, io) != NULL ||
-        PyDict_GetItem(dict, ts->str_fileno) != NULL) {
-        return -1;
-    }
-    /* _socket.socket.fileno(): C, no Python code. */
-    PyObject *fdobj = PyObject_CallMethodNoArgs(sock, ts->str_fileno);
+    /* _socket.socket.fileno(sock): C, no Python code. */
+    PyObject *fdobj = PyObject_Vectorcall(ts->fileno_descr, &sock, 1, NULL);
     if (fdobj == NULL) {
         PyErr_Clear();    /* the fallback's own call meets it */
         return -1;
@@ -240,7 +269,7 @@ read_data(TransportMethodObject *m, PyObject *self)
                       ? PyLong_AsSsize_t(max) : -1;
     /* No Python code from here to the recv(): the fd stays the socket's. */
     int fd = size <= 0 || size > TCG_TRANSPORT_RECV_SIZE ? -1
-           : plain_socket_fd(ts, self, ts->str_recv);
+           : plain_socket_fd(ts, self);
     if (fd < 0) {
         return PyObject_CallOneArg(m->fallback, self);
     }
@@ -304,7 +333,7 @@ read_into(TransportMethodObject *m, PyObject *self, PyObject *buf)
      * is still a plain one; anything else goes through the socket's own
      * recv_into(), with its errors. */
     int fd = PyType_HasFeature(Py_TYPE(buf), Py_TPFLAGS_HEAPTYPE) ? -1
-           : plain_socket_fd(ts, self, ts->str_recv_into);
+           : plain_socket_fd(ts, self);
     Py_buffer view;
     if (fd >= 0 && PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) == 0) {
         if (PyBuffer_IsContiguous(&view, 'C')) {
@@ -386,7 +415,7 @@ read_buffer(TransportMethodObject *m, PyObject *self)
     if (up <= 0) {
         return up < 0 ? NULL : PyObject_CallOneArg(m->fallback, self);
     }
-    if (plain_socket_fd(ts, self, ts->str_recv_into) < 0) {
+    if (plain_socket_fd(ts, self) < 0) {
         return PyObject_CallOneArg(m->fallback, self);
     }
     /* buf = self._protocol.get_buffer(-1); if not len(buf): raise */
@@ -467,7 +496,7 @@ write_now_fd(tcg_transport_state *ts, PyObject *self)
     if (t <= 0) {
         return t < 0 ? -2 : -1;
     }
-    return plain_socket_fd(ts, self, ts->str_send);
+    return plain_socket_fd(ts, self);
 }
 
 static PyObject *
@@ -839,6 +868,12 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
     TR_STRING(str_recv, "recv", PyUnicode_InternFromString);
     TR_STRING(str_send, "send", PyUnicode_InternFromString);
     TR_STRING(str_fileno, "fileno", PyUnicode_InternFromString);
+    ts->fileno_descr = Py_XNewRef(
+        _PyType_Lookup((PyTypeObject *)ts->socket_type, ts->str_fileno));
+    if (ts->fileno_descr == NULL) {
+        PyErr_SetString(PyExc_TypeError, "socket.socket has no fileno");
+        return -1;
+    }
     TR_STRING(str_protocol, "_protocol", PyUnicode_InternFromString);
     TR_STRING(str_sock, "_sock", PyUnicode_InternFromString);
     PyObject *collections = PyImport_ImportModule("collections");
@@ -875,6 +910,7 @@ tcg_transport_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(st->transport.slots_type);
     Py_VISIT(st->transport.slots_default);
     Py_VISIT(st->transport.deque_type);
+    Py_VISIT(st->transport.fileno_descr);
     return 0;
 }
 
@@ -899,6 +935,8 @@ tcg_transport_clear(tcg_state *st)
     Py_CLEAR(ts->str_recv);
     Py_CLEAR(ts->str_send);
     Py_CLEAR(ts->str_fileno);
+    Py_CLEAR(ts->fileno_descr);
+    ts->socket_tag = 0;
     Py_CLEAR(ts->str_protocol);
     Py_CLEAR(ts->str_sock);
     Py_CLEAR(ts->deque_type);

@@ -37,6 +37,8 @@ typedef struct {
     PyObject *str_recv;
     PyObject *str_send;
     PyObject *str_fileno;
+    PyObject *fileno_descr;       /* socket.socket's fileno (_socket's) */
+    unsigned int socket_tag;      /* socket.socket's version when checked */
     PyObject *str_protocol;
     PyObject *str_sock;
     PyObject *deque_type;         /* collections.deque: the 3.12+ _buffer */

@@ -579,3 +579,42 @@ def test_max_size_chunks(run):
 
     chunks, errors, _, _ = run(main)
     assert chunks == [5, 5, 5, 5, 3]
+
+
+def test_socket_class_patched_after_use(run):
+    # A method set on socket.socket while transports run is honoured from
+    # the next call on, and the C path comes back once it is gone.
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(Recorder, a)
+        calls = []
+        transport.write(b"1")
+        original = socket.socket.send
+
+        def send(self, data, *args):
+            calls.append(bytes(data))
+            return original(self, data, *args)
+
+        socket.socket.send = send
+        try:
+            transport.write(b"22")
+        finally:
+            del socket.socket.send
+        transport.write(b"333")
+        b.setblocking(False)
+        got = b""
+        while len(got) < 6:
+            await asyncio.sleep(0.001)
+            try:
+                got += b.recv(100)
+            except BlockingIOError:
+                pass
+        transport.close()
+        b.close()
+        return got, calls
+
+    (got, calls), errors, reads, writes = run(main)
+    assert (got, calls) == (b"122333", [b"22"])
+    assert writes == (2 if run.kind == "tcg" else 0)
+    assert errors == []
