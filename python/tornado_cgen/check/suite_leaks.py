@@ -46,9 +46,13 @@ LEFT_OUT = {
     "command in fresh interpreters",
 }
 
-#: CPython's asyncio suites run on our loop: C-facing, but most of the
-#: time of a run, so in the soak only.
-SOAK_ONLY = ("test_loop_conformance.py", "test_loop_stdlib.py")
+#: CPython's asyncio suites run on our loop, and the transport's
+#: record-against-record scenarios on both loops: C-facing, but most of the
+#: time of a run, so in the soak only.  (The transport's C paths stay in the
+#: fast set through test_transport_c.py and test_transport_semantics.py,
+#: and the refleak section's tools/refleak_transport.py.)
+SOAK_ONLY = ("test_loop_conformance.py", "test_loop_stdlib.py",
+             "test_transport.py")
 
 #: Tests whose growth is known and not ours: measured and said, not
 #: counted as leaking.
