@@ -57,8 +57,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # 2-3 minutes on 2 idle cores; --soak runs 20 times as many (about 45
 # minutes), from a fresh seed.  (Hypothesis draws some programs more than
 # once; each distinct one runs once and is what the figures count.)
-RANDOM_EXAMPLES = (3000, 100000)
-CANCEL_EXAMPLES = (400, 10000)
+RANDOM_EXAMPLES = (2000, 100000)
+CANCEL_EXAMPLES = (300, 10000)
 JOBS = 2
 HANG = 0.1           # the run_sync timeout that ends a hung program
 HANG_RERUN = 0.3     # ... when a program is run again to confirm
