@@ -228,9 +228,6 @@ would_block(int err)
 
 /* ---- reading -------------------------------------------------------------- */
 
-/* _read_ready__data_received(): the stdlib's steps, with the socket read
- * into the module's buffer (the stdlib's recv(max_size) allocates 256 KiB
- * per read, which glibc serves with mmap and munmap). */
 /* self._protocol, strong: the slot, or (unset) the attribute by name, with
  * the error or the value a lookup gives there. */
 static PyObject *
@@ -243,6 +240,9 @@ get_protocol(tcg_transport_state *ts, PyObject *self)
     return PyObject_GetAttr(self, ts->str_protocol);
 }
 
+/* _read_ready__data_received(): the stdlib's steps, with the socket read
+ * into the module's buffer (the stdlib's recv(max_size) allocates 256 KiB
+ * per read, which glibc serves with mmap and munmap). */
 static PyObject *
 read_data(TransportMethodObject *m, PyObject *self)
 {
@@ -267,6 +267,9 @@ read_data(TransportMethodObject *m, PyObject *self)
     }
     Py_ssize_t size = max != NULL && PyLong_CheckExact(max)
                       ? PyLong_AsSsize_t(max) : -1;
+    if (size == -1) {
+        PyErr_Clear();   /* too large for a size: the fallback's to read */
+    }
     /* No Python code from here to the recv(): the fd stays the socket's. */
     int fd = size <= 0 || size > TCG_TRANSPORT_RECV_SIZE ? -1
            : plain_socket_fd(ts, self);
