@@ -51,7 +51,14 @@ typedef struct {
     PyObject *call_at;      /* call_later only: the routed call_at */
     PyObject *module;       /* strong: st stays valid while we live */
     tcg_state *st;
+    /* What the class of the IOLoops last seen leaves as IOLoop's own
+     * (OWN_* bits), and the version of that class it holds for. */
+    unsigned int class_tag;
+    unsigned int class_own;
 } TornadoMethodObject;
+
+/* The IOLoop methods whose overriding the fast paths must respect. */
+enum { OWN_RUN_CALLBACK = 1, OWN_CALL_AT = 2, OWN_TIME = 4 };
 
 /* time.time(), as IOLoop.time() returns it. */
 static double
@@ -62,24 +69,59 @@ wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* 1 if io.<name> is IOLoop's `expected`: overridden neither by io's
- * class nor in its __dict__ (mock.patch.object), else 0. */
+/* 1 if the class attribute `name` of tp is `expected` (and tp's
+ * metaclass has none to shadow it), else 0.  Runs no Python code. */
 static int
-not_overridden(PyObject *io, PyObject *dict, PyObject *name,
-               PyObject *expected)
+class_keeps(PyTypeObject *tp, PyObject *name, PyObject *expected)
 {
+    return expected != NULL && _PyType_Lookup(Py_TYPE(tp), name) == NULL &&
+           _PyType_Lookup(tp, name) == expected;
+}
+
+/* The OWN_* bits of the methods tp does not override: looked up once per
+ * version of the class (the lookups give it a version tag if it can have
+ * one), then read from the cache while the class stays unchanged. */
+static unsigned int
+class_own(TornadoMethodObject *m, PyTypeObject *tp)
+{
+    unsigned int tag = tcg_type_tag(tp);
+    if (tag != 0 && tag == m->class_tag) {
+        return m->class_own;
+    }
+    tcg_speedup_state *sp = &m->st->speedup;
+    unsigned int own = 0;
+    if (class_keeps(tp, sp->str_run_callback, m->run_callback)) {
+        own |= OWN_RUN_CALLBACK;
+    }
+    if (class_keeps(tp, sp->str_call_at, m->call_at)) {
+        own |= OWN_CALL_AT;
+    }
+    if (class_keeps(tp, sp->str_time, m->ioloop_time)) {
+        own |= OWN_TIME;
+    }
+    m->class_tag = tcg_type_tag(tp);
+    m->class_own = own;
+    return own;
+}
+
+/* 1 if io.<name> is IOLoop's own: its class keeps it (`bit` of
+ * class_own()) and io's __dict__ does not shadow it (mock.patch.object),
+ * else 0. */
+static int
+not_overridden(TornadoMethodObject *m, PyObject *io, PyObject *dict,
+               PyObject *name, unsigned int bit)
+{
+    if (!(class_own(m, Py_TYPE(io)) & bit)) {
+        return 0;
+    }
     if (PyDict_GetItemWithError(dict, name) != NULL) {
         return 0;
     }
-    PyObject *attr = PyErr_Occurred() ? NULL
-                   : PyObject_GetAttr((PyObject *)Py_TYPE(io), name);
-    if (attr == NULL) {
+    if (PyErr_Occurred()) {
         PyErr_Clear();
         return 0;
     }
-    int same = attr == expected;
-    Py_DECREF(attr);
-    return same;
+    return 1;
 }
 
 /* self.time(): the wall clock without a call when IOLoop.time it is.  A
@@ -87,7 +129,7 @@ not_overridden(PyObject *io, PyObject *dict, PyObject *name,
 static PyObject *
 ioloop_now(TornadoMethodObject *m, PyObject *io, PyObject *dict)
 {
-    if (not_overridden(io, dict, m->st->speedup.str_time, m->ioloop_time)) {
+    if (not_overridden(m, io, dict, m->st->speedup.str_time, OWN_TIME)) {
         return PyFloat_FromDouble(wall_now());
     }
     return PyObject_CallMethodNoArgs(io, m->st->speedup.str_time);
@@ -155,12 +197,12 @@ tm_route(TornadoMethodObject *m, PyObject *io, PyObject *const *args,
         return NULL;
     }
     PyObject *res = NULL;
-    int route = not_overridden(io, dict, sp->str_run_callback,
-                               m->run_callback);
+    int route = not_overridden(m, io, dict, sp->str_run_callback,
+                               OWN_RUN_CALLBACK);
     if (route && m->kind == TM_CALL_LATER) {
         route = (PyFloat_CheckExact(args[0]) || PyLong_CheckExact(args[0])) &&
-                not_overridden(io, dict, sp->str_call_at, m->call_at) &&
-                not_overridden(io, dict, sp->str_time, m->ioloop_time);
+                not_overridden(m, io, dict, sp->str_call_at, OWN_CALL_AT) &&
+                not_overridden(m, io, dict, sp->str_time, OWN_TIME);
     }
     /* Strong: time() (call_at) may run Python code that rebinds it. */
     PyObject *loop = route ? PyDict_GetItemWithError(dict,
@@ -186,6 +228,12 @@ tm_call(PyObject *self, PyObject *const *args, size_t nargsf,
     TornadoMethodObject *m = (TornadoMethodObject *)self;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     tcg_state *st = m->st;
+    if (TCG_UNLIKELY(m->fallback == NULL)) {
+        /* Cleared by the collector while a finalizer still reaches us. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this TornadoMethod has been cleared");
+        return NULL;
+    }
     /* The fast path wants (io_loop, callback, ...) or (io_loop, time,
      * callback, ...), and the module alive. */
     if (m->kind == TM_CURRENT) {
@@ -258,9 +306,10 @@ tm_getattro(PyObject *self, PyObject *name)
         }
     }
     PyObject *res = PyObject_GenericGetAttr(self, name);
-    if (res == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+    if (res == NULL && m->fallback != NULL &&
+        PyErr_ExceptionMatches(PyExc_AttributeError)) {
         PyErr_Clear();
-        res = PyObject_GetAttr(((TornadoMethodObject *)self)->fallback, name);
+        res = PyObject_GetAttr(m->fallback, name);
     }
     return res;
 }
@@ -292,6 +341,7 @@ tm_clear(TornadoMethodObject *m)
     Py_CLEAR(m->run_callback);
     Py_CLEAR(m->ioloop_map);
     Py_CLEAR(m->call_at);
+    m->class_tag = 0;
     /* The module (and `st`) stay until dealloc. */
     return 0;
 }
@@ -382,6 +432,8 @@ tm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     m->call_at = call_at == Py_None ? NULL : Py_NewRef(call_at);
     m->module = Py_NewRef(module);
     m->st = st;
+    m->class_tag = 0;
+    m->class_own = 0;
     return (PyObject *)m;
 }
 

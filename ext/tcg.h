@@ -126,6 +126,20 @@ tcg_freelist_clear(tcg_freelist *fl)
     }
 }
 
+/* ---- type version tags ------------------------------------------------- */
+
+/* tp's version tag, or 0 if it has no valid one.  CPython gives every
+ * version of a class a tag of its own, never reused, and any change to the
+ * class or to one of its bases drops it: a verdict about a class's
+ * attributes holds while its tag is the one it was reached under.  A
+ * lookup with _PyType_Lookup() assigns a tag if the class can have one. */
+static inline unsigned int
+tcg_type_tag(PyTypeObject *tp)
+{
+    return PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)
+               ? tp->tp_version_tag : 0;
+}
+
 /* ---- module state ------------------------------------------------------ */
 
 typedef struct tcg_state tcg_state;

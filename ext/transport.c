@@ -164,8 +164,7 @@ static bool
 socket_methods_plain(tcg_transport_state *ts)
 {
     PyTypeObject *tp = (PyTypeObject *)ts->socket_type;
-    if (ts->socket_tag != 0 && ts->socket_tag == tp->tp_version_tag &&
-        PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)) {
+    if (ts->socket_tag != 0 && ts->socket_tag == tcg_type_tag(tp)) {
         return true;
     }
     PyObject *names[] = {ts->str_recv, ts->str_recv_into, ts->str_send,
@@ -184,8 +183,7 @@ socket_methods_plain(tcg_transport_state *ts)
     if (_PyType_Lookup(tp, ts->str_fileno) != ts->fileno_descr) {
         return false;
     }
-    ts->socket_tag = PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)
-                     ? tp->tp_version_tag : 0;
+    ts->socket_tag = tcg_type_tag(tp);
     return true;
 }
 

@@ -303,6 +303,95 @@ def test_run_callback_of_a_subclass_is_honoured(installed):
         io_loop.close()
 
 
+@pytest.fixture(params=["tornado", "install"])
+def mode(request):
+    """Upstream Tornado, then the same under install(): the expectations
+    below are Tornado's own."""
+    import tornado_cgen
+    if request.param == "install":
+        tornado_cgen.install()
+    yield request.param
+    if request.param == "install":
+        tornado_cgen.uninstall()
+
+
+def _run_briefly(io_loop):
+    io_loop.call_later(0.05, io_loop.stop)
+    io_loop.start()
+
+
+def test_overrides_made_after_the_first_calls_are_honoured(mode):
+    # The routed methods remember, per version of an IOLoop class, that it
+    # overrides none of _run_callback, call_at and time: a class changed
+    # after that (a subclass's attribute set, IOLoop.time patched on the
+    # base class) must be seen on the very next call.
+    from unittest import mock
+    from tornado.ioloop import IOLoop
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    class Sub(AsyncIOLoop):
+        pass
+
+    seen = []
+    io_loop = Sub(make_current=False)
+    try:
+        def first():
+            seen.append("first")
+
+        io_loop.add_callback(first)
+        io_loop.call_later(0, first)
+        io_loop.call_at(io_loop.time(), first)
+        _run_briefly(io_loop)
+        assert seen == ["first"] * 3
+
+        def counting(self, callback):
+            seen.append("counted")
+            return AsyncIOLoop._run_callback(self, callback)
+
+        Sub._run_callback = counting
+        del seen[:]
+        io_loop.add_callback(first)
+        io_loop.call_later(0, first)
+        _run_briefly(io_loop)
+        assert seen.count("counted") >= 3 and seen.count("first") == 2
+        del Sub._run_callback
+
+        with mock.patch.object(IOLoop, "time", return_value=1000.0):
+            with mock.patch.object(Sub, "call_at", return_value="h") as m:
+                assert io_loop.call_later(5, first) == "h"
+            assert m.call_args[0][0] == 1005.0
+        # And back: the class as it was routes (or runs) as before.
+        del seen[:]
+        io_loop.call_later(0, first)
+        _run_briefly(io_loop)
+        assert seen == ["first"]
+    finally:
+        io_loop.close()
+
+
+def test_call_at_reads_a_time_patched_on_the_class_later(mode):
+    # call_at(when) is a delay of when - self.time(): a time() set on the
+    # class after calls were made decides the delay of the next one.
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    class Sub(AsyncIOLoop):
+        pass
+
+    io_loop = Sub(make_current=False)
+    try:
+        fired = []
+        io_loop.call_at(io_loop.time(), fired.append, 1)
+        _run_briefly(io_loop)
+        # A clock 100 s behind: call_at(real now) is then 100 s away.
+        real = AsyncIOLoop.time
+        Sub.time = lambda self: real(self) - 100.0
+        io_loop.call_at(real(io_loop), fired.append, 2)
+        _run_briefly(io_loop)
+        assert fired == [1]
+    finally:
+        io_loop.close()
+
+
 def test_ioloop_methods_introspect_as_tornado():
     # Unlike install()'s other replacements they had no functools.wraps:
     # _ioloop_methods.<locals>.add_callback in tracebacks and error
