@@ -432,12 +432,15 @@ module_stats(PyObject *m, PyObject *Py_UNUSED(ignored))
 {
     tcg_state *st = tcg_state_from_module(m);
     tcg_stats *s = &st->stats;
-    return Py_BuildValue("{sKsKsKsKsKsnsnsn}",
+    return Py_BuildValue("{sKsKsKsKsKsKsOsnsnsn}",
                          "coroutine_calls", s->coroutine_calls,
                          "runner_steps", s->runner_steps,
                          "loop_iterations", s->loop_iterations,
                          "transport_reads", s->transport_reads,
                          "transport_writes", s->transport_writes,
+                         "aio_future_reads", s->aio_future_reads,
+                         "aio_layout_known",
+                         st->run.aio_result_offset >= 0 ? Py_True : Py_False,
                          "future_freelist", (Py_ssize_t)st->fut.freelist.len,
                          "handle_freelist",
                          (Py_ssize_t)st->loop.handle.freelist[0].len,
@@ -518,9 +521,10 @@ static PyMethodDef module_methods[] = {
     {"_clear_freelists", module_clear_freelists, METH_NOARGS,
      "Free the Futures and Handles kept for reuse; returns how many."},
     {"_stats", module_stats, METH_NOARGS,
-     "Counts of coroutine calls, Runner steps, loop iterations and "
-     "transport reads and writes made by "
-     "the C code since import, and the number of objects on each freelist."},
+     "Counts of coroutine calls, Runner steps, loop iterations, "
+     "transport reads and writes and asyncio.Future outcomes read from the "
+     "struct made by the C code since import, whether that struct's layout "
+     "is known, and the number of objects on each freelist."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -147,6 +147,171 @@ fut_call1(tcg_state *st, tcg_aio_method which, PyObject *fut, PyObject *arg)
     return fut_call(st, which, args, 2, NULL);
 }
 
+/* ---- asyncio.Future's outcome, read without a call ----------------------- *
+ * Under install() every future is an asyncio.Future, and done() and
+ * result() through their method descriptors cost about 170 instructions
+ * each, where the answer is two words of _asyncio's struct.  CPython does
+ * not publish that struct, so learn_aio_layout() finds the two words at
+ * import from futures made and settled through asyncio's own API: the one
+ * offset that holds the result in a finished future and NULL in a pending
+ * and a cancelled one, and the one int that reads PENDING, FINISHED and
+ * CANCELLED (0, 2, 1) in the three.  Each must be the only match, in two
+ * rounds with different results; otherwise the offsets stay -1 and the
+ * methods are called as before.  Only the outcome "finished with a
+ * result" is read this way (both words must say so; result() would change
+ * nothing on such a future), and "cancelled" for the Runner's own result
+ * futures; nothing is ever written. */
+
+enum { AIO_PENDING = 0, AIO_CANCELLED_STATE = 1, AIO_FINISHED = 2 };
+
+static inline PyObject *
+word_at(PyObject *op, Py_ssize_t offset)
+{
+    PyObject *w;
+    memcpy(&w, (char *)op + offset, sizeof(w));
+    return w;
+}
+
+static inline int
+int_at(PyObject *op, Py_ssize_t offset)
+{
+    int v;
+    memcpy(&v, (char *)op + offset, sizeof(v));
+    return v;
+}
+
+/* Is f an exact asyncio.Future whose struct we can read? */
+static inline int
+aio_readable(tcg_state *st, PyObject *f)
+{
+    return st->run.aio_result_offset >= 0 &&
+           (PyObject *)Py_TYPE(f) == st->run.AioFutureType;
+}
+
+/* The result of f (borrowed) if f is an exact asyncio.Future finished with
+ * one and the layout is known; NULL otherwise (the caller asks f). */
+static inline PyObject *
+aio_finished_result(tcg_state *st, PyObject *f)
+{
+    if (!aio_readable(st, f) ||
+        int_at(f, st->run.aio_state_offset) != AIO_FINISHED) {
+        return NULL;
+    }
+    PyObject *r = word_at(f, st->run.aio_result_offset);
+    st->stats.aio_future_reads += r != NULL;
+    return r;
+}
+
+/* The one offset past the object header, a multiple of step (the width
+ * of the field), where pred holds for ps[0..2] (a pending, a finished and
+ * a cancelled future): -1 if none or more than one. */
+static Py_ssize_t
+only_offset(PyObject *const ps[3], PyObject *value, Py_ssize_t step,
+            int (*pred)(PyObject *const ps[3], PyObject *value,
+                        Py_ssize_t offset))
+{
+    Py_ssize_t size = Py_TYPE(ps[0])->tp_basicsize, found = -1;
+    for (Py_ssize_t off = (Py_ssize_t)sizeof(PyObject);
+         off + step <= size; off += step) {
+        if (pred(ps, value, off)) {
+            if (found >= 0) {
+                return -1;
+            }
+            found = off;
+        }
+    }
+    return found;
+}
+
+static int
+holds_result(PyObject *const ps[3], PyObject *value, Py_ssize_t off)
+{
+    return word_at(ps[0], off) == NULL && word_at(ps[1], off) == value &&
+           word_at(ps[2], off) == NULL;
+}
+
+static int
+holds_state(PyObject *const ps[3], PyObject *value, Py_ssize_t off)
+{
+    (void)value;
+    return int_at(ps[0], off) == AIO_PENDING &&
+           int_at(ps[1], off) == AIO_FINISHED &&
+           int_at(ps[2], off) == AIO_CANCELLED_STATE;
+}
+
+/* One round: three futures of a stand-in loop (asyncio.Future only asks
+ * it get_debug()), one left pending, one given a fresh object as its
+ * result, one cancelled.  0 with the offsets found (or -1s), -1 on error. */
+static int
+probe_aio_layout(tcg_state *st, PyObject *kwargs, Py_ssize_t *state_off,
+                 Py_ssize_t *result_off)
+{
+    PyObject *ps[3] = {NULL, NULL, NULL};
+    PyObject *value = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    int rc = -1;
+    if (value == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        ps[i] = PyObject_Call(st->run.AioFutureType, st->c.empty_tuple,
+                              kwargs);
+        if (ps[i] == NULL) {
+            goto done;
+        }
+    }
+    PyObject *r = fut_call1(st, AIO_SET_RESULT, ps[1], value);
+    if (r == NULL) {
+        goto done;
+    }
+    Py_DECREF(r);
+    if ((r = fut_call0(st, AIO_CANCEL, ps[2])) == NULL) {
+        goto done;
+    }
+    Py_DECREF(r);
+    *result_off = only_offset(ps, value, sizeof(PyObject *), holds_result);
+    *state_off = only_offset(ps, value, sizeof(int), holds_state);
+    rc = 0;
+done:
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(ps[i]);
+    }
+    Py_DECREF(value);
+    return rc;
+}
+
+/* Learn the two offsets (see above); 0, or -1 with an exception set. */
+static int
+learn_aio_layout(tcg_state *st)
+{
+    st->run.aio_state_offset = st->run.aio_result_offset = -1;
+    PyObject *ns = tcg_import_attr("types", "SimpleNamespace");
+    if (ns == NULL) {
+        return -1;
+    }
+    PyObject *kw = Py_BuildValue("{sO}", "get_debug", (PyObject *)&PyBool_Type);
+    PyObject *loop = kw == NULL ? NULL
+                   : PyObject_Call(ns, st->c.empty_tuple, kw);
+    Py_DECREF(ns);
+    Py_XDECREF(kw);
+    kw = loop == NULL ? NULL : Py_BuildValue("{sO}", "loop", loop);
+    Py_XDECREF(loop);
+    if (kw == NULL) {
+        return -1;
+    }
+    Py_ssize_t state[2] = {-1, -1}, result[2] = {-1, -1};
+    int rc = 0;
+    for (int round = 0; round < 2 && rc == 0; round++) {
+        rc = probe_aio_layout(st, kw, &state[round], &result[round]);
+    }
+    Py_DECREF(kw);
+    if (rc == 0 && state[0] >= 0 && result[0] >= 0 &&
+        state[0] == state[1] && result[0] == result[1]) {
+        st->run.aio_state_offset = state[0];
+        st->run.aio_result_offset = result[0];
+    }
+    return rc;
+}
+
 /* obj.name() with no arguments. */
 static inline PyObject *
 call_method0(PyObject *obj, PyObject *name)
@@ -269,6 +434,11 @@ result_future_open(tcg_state *st, PyObject *fut)
     if (tcg_Future_CheckExact(st, fut)) {
         return ((tcg_FutureObject *)fut)->status != TCG_FUT_CANCELLED;
     }
+    if (aio_readable(st, fut)) {
+        /* cancelled() is this state (and a live loop, which a future
+         * that reached CANCELLED has). */
+        return int_at(fut, st->run.aio_state_offset) != AIO_CANCELLED_STATE;
+    }
     PyObject *c = fut_call0(st, AIO_CANCELLED, fut);
     if (c == NULL) {
         return -1;
@@ -366,7 +536,8 @@ future_is_done(tcg_state *st, PyObject *f)
     if (tcg_Future_CheckExact(st, f)) {
         return ((tcg_FutureObject *)f)->status != TCG_FUT_PENDING;
     }
-    if (is_moment(st, f) || is_null_future(st, f)) {
+    if (is_moment(st, f) || is_null_future(st, f) ||
+        aio_finished_result(st, f) != NULL) {
         return 1;
     }
     PyObject *d = fut_call0(st, AIO_DONE, f);
@@ -388,6 +559,10 @@ future_get_result(tcg_state *st, PyObject *f)
     }
     if (is_moment(st, f) || is_null_future(st, f)) {
         Py_RETURN_NONE;
+    }
+    PyObject *r = aio_finished_result(st, f);
+    if (r != NULL) {
+        return Py_NewRef(r);
     }
     return fut_call0(st, AIO_RESULT, f);
 }
@@ -826,14 +1001,18 @@ fail:
     return NULL;
 }
 
-/* A child the fast path below takes: a finished Future of ours with a
- * result. */
-static inline int
-multi_child_has_result(tcg_state *st, PyObject *c)
+/* The result (borrowed) of a child the fast path below takes: a finished
+ * Future of ours with a result, or such an asyncio.Future (install()),
+ * read from its struct.  NULL for any other child. */
+static inline PyObject *
+multi_child_result(tcg_state *st, PyObject *c)
 {
-    return tcg_Future_CheckExact(st, c) &&
-           ((tcg_FutureObject *)c)->status == TCG_FUT_FINISHED &&
-           ((tcg_FutureObject *)c)->exception == NULL;
+    if (tcg_Future_CheckExact(st, c)) {
+        tcg_FutureObject *f = (tcg_FutureObject *)c;
+        return f->status == TCG_FUT_FINISHED && f->exception == NULL
+                   ? f->result : NULL;
+    }
+    return aio_finished_result(st, c);
 }
 
 /* The common case of multi_collect() in one pass: an exact list or dict
@@ -851,7 +1030,7 @@ multi_all_finished(tcg_state *st, PyObject *children)
     if (PyList_CheckExact(children)) {
         Py_ssize_t n = PyList_GET_SIZE(children);
         for (Py_ssize_t i = 0; i < n; i++) {
-            if (!multi_child_has_result(st, PyList_GET_ITEM(children, i))) {
+            if (multi_child_result(st, PyList_GET_ITEM(children, i)) == NULL) {
                 return NULL;
             }
         }
@@ -867,15 +1046,14 @@ multi_all_finished(tcg_state *st, PyObject *children)
             return NULL;
         }
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *f = PyList_GET_ITEM(children, i);
-            if (!multi_child_has_result(st, f)) {
+            PyObject *r = multi_child_result(st, PyList_GET_ITEM(children, i));
+            if (r == NULL) {
                 /* Dropping the filled slots frees nothing: their futures
                  * hold the results too. */
                 Py_DECREF(results);
                 return NULL;
             }
-            PyList_SET_ITEM(results, i,
-                            Py_NewRef(((tcg_FutureObject *)f)->result));
+            PyList_SET_ITEM(results, i, Py_NewRef(r));
         }
         return results;
     }
@@ -893,12 +1071,12 @@ multi_all_finished(tcg_state *st, PyObject *children)
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     while (PyDict_Next(children, &pos, &k, &v)) {
-        if (!multi_child_has_result(st, v) ||
-            !(PyUnicode_CheckExact(k) || PyLong_CheckExact(k))) {
+        PyObject *r = multi_child_result(st, v);
+        if (r == NULL || !(PyUnicode_CheckExact(k) || PyLong_CheckExact(k))) {
             Py_DECREF(results);
             return NULL;
         }
-        if (PyDict_SetItem(results, k, ((tcg_FutureObject *)v)->result) < 0) {
+        if (PyDict_SetItem(results, k, r) < 0) {
             Py_DECREF(results);
             return NULL;
         }
@@ -2194,6 +2372,9 @@ tcg_runner_exec(PyObject *m, tcg_state *st)
     RUN_INTERN(str_value, "value");
     RUN_INTERN(str_keys, "keys");
     RUN_INTERN(str_values, "values");
+    if (learn_aio_layout(st) < 0) {
+        return -1;
+    }
     return PyModule_AddFunctions(m, runner_functions);
 }
 

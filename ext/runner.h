@@ -45,6 +45,10 @@ typedef struct {
     PyObject *aio_names[AIO_NMETHODS];
     PyObject *aio_future_methods[AIO_NMETHODS];
     PyObject *aio_task_methods[AIO_NMETHODS];
+    /* Where an exact asyncio.Future keeps its state and its result, as
+     * learned at import (runner.c, learn_aio_layout); -1 if unknown. */
+    Py_ssize_t aio_state_offset;
+    Py_ssize_t aio_result_offset;
 
     PyObject *str_throw;
     PyObject *str_value;

@@ -206,6 +206,8 @@ typedef struct {
     unsigned long long loop_iterations;   /* iterations of any of our loops */
     unsigned long long transport_reads;   /* reads delivered by transport.c */
     unsigned long long transport_writes;  /* writes sent whole by transport.c */
+    unsigned long long aio_future_reads;  /* asyncio.Future outcomes read
+                                           * from its struct (runner.c) */
 } tcg_stats;
 
 struct tcg_state {
