@@ -168,7 +168,7 @@ socket_methods_plain(tcg_transport_state *ts)
         return true;
     }
     PyObject *names[] = {ts->str_recv, ts->str_recv_into, ts->str_send,
-                         ts->str_fileno};
+                         ts->str_fileno, ts->str_gettimeout};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (PyDict_GetItemWithError(tp->tp_dict, names[i]) != NULL) {
             return false;
@@ -178,13 +178,35 @@ socket_methods_plain(tcg_transport_state *ts)
             return false;
         }
     }
-    /* fileno is still the descriptor we call; the lookup also gives the
-     * class a version tag if it had none. */
-    if (_PyType_Lookup(tp, ts->str_fileno) != ts->fileno_descr) {
+    /* fileno and gettimeout are still the descriptors we call; the lookups
+     * also give the class a version tag if it had none. */
+    if (_PyType_Lookup(tp, ts->str_fileno) != ts->fileno_descr ||
+        _PyType_Lookup(tp, ts->str_gettimeout) != ts->gettimeout_descr) {
         return false;
     }
     ts->socket_tag = tcg_type_tag(tp);
     return true;
+}
+
+/* The fd of sock, a plain socket.socket: _socket.socket.fileno(sock), C
+ * that runs no Python code.  -1 (no exception set) if it has none. */
+static int
+socket_fd(tcg_transport_state *ts, PyObject *sock)
+{
+    PyObject *fdobj = PyObject_Vectorcall(ts->fileno_descr, &sock, 1, NULL);
+    if (fdobj == NULL) {
+        PyErr_Clear();    /* the fallback's own call meets it */
+        return -1;
+    }
+    int overflow = 0;
+    long fd = PyLong_Check(fdobj)
+            ? PyLong_AsLongAndOverflow(fdobj, &overflow) : -1;
+    Py_DECREF(fdobj);
+    if (overflow || fd < 0 || fd > INT_MAX) {
+        PyErr_Clear();
+        return -1;
+    }
+    return (int)fd;
 }
 
 /* The fd the stdlib's self._sock.recv()/recv_into()/send() would use,
@@ -201,21 +223,7 @@ plain_socket_fd(tcg_transport_state *ts, PyObject *self)
         !socket_methods_plain(ts)) {
         return -1;
     }
-    /* _socket.socket.fileno(sock): C, no Python code. */
-    PyObject *fdobj = PyObject_Vectorcall(ts->fileno_descr, &sock, 1, NULL);
-    if (fdobj == NULL) {
-        PyErr_Clear();    /* the fallback's own call meets it */
-        return -1;
-    }
-    int overflow = 0;
-    long fd = PyLong_Check(fdobj)
-            ? PyLong_AsLongAndOverflow(fdobj, &overflow) : -1;
-    Py_DECREF(fdobj);
-    if (overflow || fd < 0 || fd > INT_MAX) {
-        PyErr_Clear();
-        return -1;
-    }
-    return (int)fd;
+    return socket_fd(ts, sock);
 }
 
 static inline bool
@@ -821,6 +829,209 @@ static PyType_Spec trm_spec = {
 
 /* ---- module state ---------------------------------------------------------- */
 
+/* ---- the loop's sock_recv(), sock_recv_into() and sock_sendall() ------- *
+ * The stdlib's coroutines try the socket call first and wait for readiness
+ * only when it raises BlockingIOError (or InterruptedError): an exception
+ * for every wait.  _sock_recv, _sock_recv_into and _sock_send make that
+ * first call and return None where it would have raised; loop.py does the
+ * rest as the stdlib does.  A plain socket.socket in non-blocking mode is
+ * read and written here; anything else (a subclass, a socket with a
+ * timeout, which the call would wait out, arguments the socket module
+ * would refuse) gets its own method, its errors included. */
+
+/* The fd of sock if it is a plain socket.socket in non-blocking mode
+ * (gettimeout() is 0.0), else -1 with no exception set. */
+static int
+nonblocking_socket_fd(tcg_transport_state *ts, PyObject *sock)
+{
+    if (Py_TYPE(sock) != (PyTypeObject *)ts->socket_type ||
+        !socket_methods_plain(ts)) {
+        return -1;
+    }
+    PyObject *t = PyObject_Vectorcall(ts->gettimeout_descr, &sock, 1, NULL);
+    if (t == NULL) {
+        PyErr_Clear();   /* the method's own call meets it */
+        return -1;
+    }
+    int nonblocking = PyFloat_CheckExact(t) && PyFloat_AS_DOUBLE(t) == 0.0;
+    Py_DECREF(t);
+    return nonblocking ? socket_fd(ts, sock) : -1;
+}
+
+/* What a call of sock's own method returned: None in place of a
+ * BlockingIOError or InterruptedError. */
+static PyObject *
+unless_would_block(PyObject *res)
+{
+    if (res == NULL && (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+                        PyErr_ExceptionMatches(PyExc_InterruptedError))) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return res;
+}
+
+/* The result of a recv()/send() on a non-blocking fd, the socket module's
+ * way: an EINTR runs the signal handlers and tries again (PEP 475).
+ * >= 0, or -1 with the OSError set, or -2 if it would block. */
+static Py_ssize_t
+io_result(ssize_t n, int *retry)
+{
+    *retry = 0;
+    if (n >= 0) {
+        return (Py_ssize_t)n;
+    }
+    if (errno == EINTR) {
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        *retry = 1;
+        return -1;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return -2;
+    }
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+}
+
+static tcg_transport_state *
+sock_call_state(PyObject *module, const char *name, Py_ssize_t nargs,
+                Py_ssize_t want)
+{
+    tcg_state *st = tcg_state_if_live(module);
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)",
+                     name, want, nargs);
+        return NULL;
+    }
+    return &st->transport;
+}
+
+/* _sock_recv(sock, n): sock.recv(n), or None if it would block. */
+static PyObject *
+sock_try_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    tcg_transport_state *ts = sock_call_state(module, "_sock_recv", nargs, 2);
+    if (ts == NULL) {
+        return NULL;
+    }
+    PyObject *sock = args[0], *nobj = args[1];
+    Py_ssize_t size = PyLong_CheckExact(nobj) ? PyLong_AsSsize_t(nobj) : -1;
+    if (size == -1) {
+        PyErr_Clear();   /* too large, or not an int: the method's to say */
+    }
+    int fd = size > 0 && size <= TCG_TRANSPORT_RECV_SIZE
+             ? nonblocking_socket_fd(ts, sock) : -1;
+    if (fd < 0) {
+        return unless_would_block(
+            PyObject_CallMethodOneArg(sock, ts->str_recv, nobj));
+    }
+    /* No Python code runs between the recv() and the copy (a signal
+     * handler runs only when no byte came). */
+    Py_ssize_t n;
+    int retry;
+    do {
+        n = io_result(recv(fd, ts->recv_buf, (size_t)size, 0), &retry);
+    } while (retry);
+    if (n == -2) {
+        Py_RETURN_NONE;
+    }
+    return n < 0 ? NULL : PyBytes_FromStringAndSize(ts->recv_buf, n);
+}
+
+/* _sock_recv_into(sock, buf): sock.recv_into(buf), or None if it would
+ * block. */
+static PyObject *
+sock_try_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    tcg_transport_state *ts =
+        sock_call_state(module, "_sock_recv_into", nargs, 2);
+    if (ts == NULL) {
+        return NULL;
+    }
+    PyObject *sock = args[0], *buf = args[1];
+    Py_buffer view;
+    /* The buffer first: getting it may run Python code (a __buffer__),
+     * which could close the socket; from the fd on, none runs. */
+    int fd = -1;
+    if (Py_TYPE(sock) != (PyTypeObject *)ts->socket_type) {
+        /* not ours to read: the method */
+    }
+    else if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();   /* not a writable buffer: the method's to say */
+    }
+    else if (view.len == 0 || (fd = nonblocking_socket_fd(ts, sock)) < 0) {
+        PyBuffer_Release(&view);
+        fd = -1;
+    }
+    if (fd < 0) {
+        return unless_would_block(
+            PyObject_CallMethodOneArg(sock, ts->str_recv_into, buf));
+    }
+    Py_ssize_t n;
+    int retry;
+    do {
+        n = io_result(recv(fd, view.buf, (size_t)view.len, 0), &retry);
+    } while (retry);
+    PyBuffer_Release(&view);
+    if (n == -2) {
+        Py_RETURN_NONE;
+    }
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+/* _sock_send(sock, data): sock.send(data), or None if it would block. */
+static PyObject *
+sock_try_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    tcg_transport_state *ts = sock_call_state(module, "_sock_send", nargs, 2);
+    if (ts == NULL) {
+        return NULL;
+    }
+    PyObject *sock = args[0], *data = args[1];
+    Py_buffer view;
+    int fd = -1;   /* the buffer first, as in sock_try_recv_into */
+    if (Py_TYPE(sock) != (PyTypeObject *)ts->socket_type) {
+        /* not ours to write: the method */
+    }
+    else if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();   /* not a contiguous buffer: the method's to say */
+    }
+    else if ((fd = nonblocking_socket_fd(ts, sock)) < 0) {
+        PyBuffer_Release(&view);
+    }
+    if (fd < 0) {
+        return unless_would_block(
+            PyObject_CallMethodOneArg(sock, ts->str_send, data));
+    }
+    Py_ssize_t n;
+    int retry;
+    do {
+        n = io_result(send(fd, view.buf, (size_t)view.len, 0), &retry);
+    } while (retry);
+    PyBuffer_Release(&view);
+    if (n == -2) {
+        Py_RETURN_NONE;
+    }
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+static PyMethodDef transport_functions[] = {
+    {"_sock_recv", (PyCFunction)(void (*)(void))sock_try_recv, METH_FASTCALL,
+     "sock.recv(n), or None where it would raise BlockingIOError."},
+    {"_sock_recv_into", (PyCFunction)(void (*)(void))sock_try_recv_into,
+     METH_FASTCALL,
+     "sock.recv_into(buf), or None where it would raise BlockingIOError."},
+    {"_sock_send", (PyCFunction)(void (*)(void))sock_try_send, METH_FASTCALL,
+     "sock.send(data), or None where it would raise BlockingIOError."},
+    {NULL, NULL, 0, NULL},
+};
+
 #define TR_STRING(field, text, make)                                         \
     do {                                                                     \
         if ((ts->field = make(text)) == NULL)                                \
@@ -869,10 +1080,14 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
     TR_STRING(str_recv, "recv", PyUnicode_InternFromString);
     TR_STRING(str_send, "send", PyUnicode_InternFromString);
     TR_STRING(str_fileno, "fileno", PyUnicode_InternFromString);
+    TR_STRING(str_gettimeout, "gettimeout", PyUnicode_InternFromString);
     ts->fileno_descr = Py_XNewRef(
         _PyType_Lookup((PyTypeObject *)ts->socket_type, ts->str_fileno));
-    if (ts->fileno_descr == NULL) {
-        PyErr_SetString(PyExc_TypeError, "socket.socket has no fileno");
+    ts->gettimeout_descr = Py_XNewRef(
+        _PyType_Lookup((PyTypeObject *)ts->socket_type, ts->str_gettimeout));
+    if (ts->fileno_descr == NULL || ts->gettimeout_descr == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "socket.socket has no fileno or gettimeout");
         return -1;
     }
     TR_STRING(str_protocol, "_protocol", PyUnicode_InternFromString);
@@ -900,7 +1115,10 @@ tcg_transport_exec(PyObject *m, tcg_state *st)
               PyUnicode_FromString);
     ts->delegated = Py_BuildValue("(ssss)", "__doc__", "__name__",
                                   "__qualname__", "__module__");
-    return ts->delegated == NULL ? -1 : 0;
+    if (ts->delegated == NULL) {
+        return -1;
+    }
+    return PyModule_AddFunctions(m, transport_functions);
 }
 
 int
@@ -912,6 +1130,7 @@ tcg_transport_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(st->transport.slots_default);
     Py_VISIT(st->transport.deque_type);
     Py_VISIT(st->transport.fileno_descr);
+    Py_VISIT(st->transport.gettimeout_descr);
     return 0;
 }
 
@@ -937,6 +1156,8 @@ tcg_transport_clear(tcg_state *st)
     Py_CLEAR(ts->str_send);
     Py_CLEAR(ts->str_fileno);
     Py_CLEAR(ts->fileno_descr);
+    Py_CLEAR(ts->str_gettimeout);
+    Py_CLEAR(ts->gettimeout_descr);
     ts->socket_tag = 0;
     Py_CLEAR(ts->str_protocol);
     Py_CLEAR(ts->str_sock);

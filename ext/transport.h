@@ -38,6 +38,8 @@ typedef struct {
     PyObject *str_send;
     PyObject *str_fileno;
     PyObject *fileno_descr;       /* socket.socket's fileno (_socket's) */
+    PyObject *str_gettimeout;
+    PyObject *gettimeout_descr;   /* and its gettimeout */
     unsigned int socket_tag;      /* socket.socket's version when checked */
     PyObject *str_protocol;
     PyObject *str_sock;

@@ -19,8 +19,9 @@ if sys.version_info < (3, 11):
     pytest.skip("the stdlib suites used here (runners, ssl, task groups, "
                 "timeouts) are 3.11+", allow_module_level=True)
 from test.test_asyncio import (  # noqa: E402
-    test_runners, test_sendfile, test_sslproto, test_ssl, test_streams,
-    test_subprocess, test_taskgroups, test_timeouts, test_waitfor)
+    test_runners, test_sendfile, test_sock_lowlevel, test_sslproto, test_ssl,
+    test_streams, test_subprocess, test_taskgroups, test_timeouts,
+    test_waitfor)
 from test.test_asyncio import utils as test_utils  # noqa: E402
 
 import tornado_cgen  # noqa: E402
@@ -35,6 +36,14 @@ def our_policy():
 
 
 class TestSendfile(test_sendfile.SendfileTestsBase, test_utils.TestCase):
+    def create_event_loop(self):
+        return tornado_cgen.new_event_loop()
+
+
+class TestSockLowLevel(test_sock_lowlevel.BaseSockTestsMixin,
+                       test_utils.TestCase):
+    # sock_recv, sock_recv_into and sock_sendall are the loop's own (their
+    # first try in C); the rest of the sock_* API is the stdlib's.
     def create_event_loop(self):
         return tornado_cgen.new_event_loop()
 

@@ -20,6 +20,7 @@ need it (``_current_ioloop()``: chain_future, sleep, with_timeout), as
 """
 import asyncio
 import collections
+import functools
 import selectors
 import sys
 import threading
@@ -77,6 +78,7 @@ class _MapView(collections.abc.Mapping):
 
 
 _SST = selector_events._SelectorSocketTransport
+_BaseSelector = selector_events.BaseSelectorEventLoop
 
 
 class _TransportSlots(transports._FlowControlMixin):
@@ -159,6 +161,61 @@ class Loop(_core.Loop, unix_events.SelectorEventLoop):
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    # -- sock_recv, sock_recv_into, sock_sendall ---------------------------
+    # The stdlib's coroutines, step for step, but for their first try at
+    # the socket call: _core's returns None where the call would raise
+    # BlockingIOError (an exception for every wait, otherwise), and makes
+    # the call itself for a plain non-blocking socket.  Waiting is the
+    # stdlib's own callbacks (_sock_recv, _sock_read_done, ...).
+
+    def _sock_check(self, sock):
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    def _sock_wait(self, sock, add, callback, done, *args):
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = add(fd, callback, fut, sock, *args)
+        fut.add_done_callback(functools.partial(done, fd, handle=handle))
+        return fut
+
+    async def sock_recv(self, sock, n):
+        self._sock_check(sock)
+        data = _core._sock_recv(sock, n)
+        if data is not None:
+            return data
+        return await self._sock_wait(sock, self._add_reader, self._sock_recv,
+                                     self._sock_read_done, n)
+
+    async def sock_recv_into(self, sock, buf):
+        self._sock_check(sock)
+        nbytes = _core._sock_recv_into(sock, buf)
+        if nbytes is not None:
+            return nbytes
+        return await self._sock_wait(sock, self._add_reader,
+                                     self._sock_recv_into,
+                                     self._sock_read_done, buf)
+
+    async def sock_sendall(self, sock, data):
+        self._sock_check(sock)
+        n = _core._sock_send(sock, data)
+        if n is None:
+            n = 0
+        if n == len(data):
+            return
+        # The stdlib's writer callback keeps the count sent so far in a
+        # one-item list.
+        return await self._sock_wait(sock, self._add_writer,
+                                     self._sock_sendall,
+                                     self._sock_write_done,
+                                     memoryview(data), [n])
+
+    sock_recv.__doc__ = _BaseSelector.sock_recv.__doc__
+    sock_recv_into.__doc__ = _BaseSelector.sock_recv_into.__doc__
+    sock_sendall.__doc__ = _BaseSelector.sock_sendall.__doc__
 
     # -- running -----------------------------------------------------------
 
