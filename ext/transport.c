@@ -944,39 +944,49 @@ sock_try_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return n < 0 ? NULL : PyBytes_FromStringAndSize(ts->recv_buf, n);
 }
 
-/* _sock_recv_into(sock, buf): sock.recv_into(buf), or None if it would
- * block. */
+/* _sock_recv_into(sock, buf) and _sock_send(sock, data): sock.recv_into(buf)
+ * and sock.send(data), or None if they would block. */
+typedef enum { SOCK_RECV_INTO, SOCK_SEND } sock_buffer_op;
+
 static PyObject *
-sock_try_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+sock_try_buffer(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                sock_buffer_op op)
 {
-    tcg_transport_state *ts =
-        sock_call_state(module, "_sock_recv_into", nargs, 2);
+    bool send_op = op == SOCK_SEND;
+    tcg_transport_state *ts = sock_call_state(
+        module, send_op ? "_sock_send" : "_sock_recv_into", nargs, 2);
     if (ts == NULL) {
         return NULL;
     }
     PyObject *sock = args[0], *buf = args[1];
     Py_buffer view;
     /* The buffer first: getting it may run Python code (a __buffer__),
-     * which could close the socket; from the fd on, none runs. */
+     * which could close the socket; from the fd on, none runs.  An empty
+     * buffer to read into is the method's (recv_into reads len(buf)
+     * bytes, and none is no read). */
     int fd = -1;
     if (Py_TYPE(sock) != (PyTypeObject *)ts->socket_type) {
-        /* not ours to read: the method */
+        /* not ours: the method */
     }
-    else if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
-        PyErr_Clear();   /* not a writable buffer: the method's to say */
+    else if (PyObject_GetBuffer(buf, &view,
+                                send_op ? PyBUF_SIMPLE : PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();   /* not a buffer it takes: the method's to say */
     }
-    else if (view.len == 0 || (fd = nonblocking_socket_fd(ts, sock)) < 0) {
+    else if ((!send_op && view.len == 0) ||
+             (fd = nonblocking_socket_fd(ts, sock)) < 0) {
         PyBuffer_Release(&view);
         fd = -1;
     }
     if (fd < 0) {
-        return unless_would_block(
-            PyObject_CallMethodOneArg(sock, ts->str_recv_into, buf));
+        return unless_would_block(PyObject_CallMethodOneArg(
+            sock, send_op ? ts->str_send : ts->str_recv_into, buf));
     }
     Py_ssize_t n;
     int retry;
     do {
-        n = io_result(recv(fd, view.buf, (size_t)view.len, 0), &retry);
+        ssize_t r = send_op ? send(fd, view.buf, (size_t)view.len, 0)
+                            : recv(fd, view.buf, (size_t)view.len, 0);
+        n = io_result(r, &retry);
     } while (retry);
     PyBuffer_Release(&view);
     if (n == -2) {
@@ -985,40 +995,16 @@ sock_try_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
-/* _sock_send(sock, data): sock.send(data), or None if it would block. */
+static PyObject *
+sock_try_recv_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return sock_try_buffer(module, args, nargs, SOCK_RECV_INTO);
+}
+
 static PyObject *
 sock_try_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    tcg_transport_state *ts = sock_call_state(module, "_sock_send", nargs, 2);
-    if (ts == NULL) {
-        return NULL;
-    }
-    PyObject *sock = args[0], *data = args[1];
-    Py_buffer view;
-    int fd = -1;   /* the buffer first, as in sock_try_recv_into */
-    if (Py_TYPE(sock) != (PyTypeObject *)ts->socket_type) {
-        /* not ours to write: the method */
-    }
-    else if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();   /* not a contiguous buffer: the method's to say */
-    }
-    else if ((fd = nonblocking_socket_fd(ts, sock)) < 0) {
-        PyBuffer_Release(&view);
-    }
-    if (fd < 0) {
-        return unless_would_block(
-            PyObject_CallMethodOneArg(sock, ts->str_send, data));
-    }
-    Py_ssize_t n;
-    int retry;
-    do {
-        n = io_result(send(fd, view.buf, (size_t)view.len, 0), &retry);
-    } while (retry);
-    PyBuffer_Release(&view);
-    if (n == -2) {
-        Py_RETURN_NONE;
-    }
-    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    return sock_try_buffer(module, args, nargs, SOCK_SEND);
 }
 
 static PyMethodDef transport_functions[] = {

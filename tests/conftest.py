@@ -71,6 +71,32 @@ def tornado_installed():
         tornado_cgen.uninstall()
 
 
+@pytest.fixture(params=["tornado", "installed"])
+def mode(request):
+    """"tornado": upstream Tornado alone, the oracle; "installed": the same
+    Tornado code under ``install()``, undone afterwards.  A test that takes
+    it makes the same assertions in both."""
+    if request.param == "installed":
+        with tornado_installed():
+            yield request.param
+    else:
+        pytest.importorskip("tornado",
+                            reason="upstream Tornado is not installed")
+        yield request.param
+
+
+@pytest.fixture
+def pair():
+    """A connected pair of non-blocking sockets, closed afterwards."""
+    import socket
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
 @pytest.fixture(params=IMPL_NAMES)
 def impl(request):
     if request.param != "tcg":

@@ -14,8 +14,6 @@ import logging
 
 import pytest
 
-import conftest
-
 tornado = pytest.importorskip("tornado")
 if tornado.version_info < (6, 2):   # pragma: no cover
     pytest.skip("install() needs Tornado >= 6.2", allow_module_level=True)
@@ -24,15 +22,6 @@ import tornado.gen  # noqa: E402
 from tornado.ioloop import IOLoop  # noqa: E402
 
 from tornado_cgen import _core  # noqa: E402
-
-
-@pytest.fixture(params=["tornado", "installed"])
-def mode(request):
-    if request.param == "installed":
-        with conftest.tornado_installed():
-            yield request.param
-    else:
-        yield request.param
 
 
 def run(coro_fn):

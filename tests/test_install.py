@@ -56,16 +56,6 @@ def never_left_installed():
         pytest.fail("the test left install() on")
 
 
-@pytest.fixture(params=["tornado", "installed"])
-def mode(request):
-    """"tornado": upstream alone; "installed": under install()."""
-    if request.param == "installed":
-        with conftest.tornado_installed():
-            yield request.param
-    else:
-        yield request.param
-
-
 @pytest.fixture
 def io(mode):
     io = IOLoop(make_current=False)

@@ -303,18 +303,6 @@ def test_run_callback_of_a_subclass_is_honoured(installed):
         io_loop.close()
 
 
-@pytest.fixture(params=["tornado", "install"])
-def mode(request):
-    """Upstream Tornado, then the same under install(): the expectations
-    below are Tornado's own."""
-    import tornado_cgen
-    if request.param == "install":
-        tornado_cgen.install()
-    yield request.param
-    if request.param == "install":
-        tornado_cgen.uninstall()
-
-
 def _run_briefly(io_loop):
     io_loop.call_later(0.05, io_loop.stop)
     io_loop.start()

@@ -321,16 +321,6 @@ def test_time_advances(io):
 
 # -- handlers -----------------------------------------------------------------
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def test_add_handler_fd_and_object(io, impl, pair):
     a, b = pair
     calls = []

@@ -23,16 +23,6 @@ def loop(request):
     lp.close()
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 def run(loop, coro):
     return loop.run_until_complete(asyncio.wait_for(coro, 10))
 
