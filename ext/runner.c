@@ -284,6 +284,23 @@ static int
 learn_aio_layout(tcg_state *st)
 {
     st->run.aio_state_offset = st->run.aio_result_offset = -1;
+    /* Only _asyncio's own Future: asyncio.Future replaced before our
+     * import (a subclass with its own result(), the Python Future) shares
+     * the struct, or not, but not the methods the read stands for. */
+    PyObject *c_future = tcg_import_attr("_asyncio", "Future");
+    if (c_future == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError) &&
+            !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    int ours = c_future == st->run.AioFutureType;
+    Py_DECREF(c_future);
+    if (!ours) {
+        return 0;
+    }
     PyObject *ns = tcg_import_attr("types", "SimpleNamespace");
     if (ns == NULL) {
         return -1;

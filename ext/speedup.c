@@ -90,6 +90,13 @@ class_own(TornadoMethodObject *m, PyTypeObject *tp)
     }
     tcg_speedup_state *sp = &m->st->speedup;
     unsigned int own = 0;
+    /* Tornado's code reads self.time and self._run_callback: a class with
+     * its own __getattribute__ (or __getattr__) answers those lookups. */
+    if (tp->tp_getattro != PyObject_GenericGetAttr) {
+        m->class_tag = tcg_type_tag(tp);
+        m->class_own = 0;
+        return 0;
+    }
     if (class_keeps(tp, sp->str_run_callback, m->run_callback)) {
         own |= OWN_RUN_CALLBACK;
     }

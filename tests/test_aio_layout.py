@@ -177,3 +177,51 @@ def test_tornado_cgen_gen_reads_asyncio_futures_too():
         assert reads() - before >= 3
     finally:
         io.close()
+
+
+ASYNCIO_FUTURE_REPLACED = """
+import asyncio
+import sys
+
+
+class Shifted(asyncio.Future):
+    # A subclass of _asyncio's Future with the same struct and its own
+    # result(): its futures must be asked, never read.
+    def result(self):
+        r = super().result()
+        return r + 100 if type(r) is int else r
+
+
+asyncio.Future = Shifted   # before Tornado (and tornado_cgen) look
+
+import tornado.gen
+from tornado.ioloop import IOLoop
+
+if sys.argv[1] == "installed":
+    import tornado_cgen
+    tornado_cgen.install()
+
+
+@tornado.gen.coroutine
+def main():
+    f = asyncio.Future()
+    f.set_result(1)
+    one = yield f
+    both = yield [f, f]
+    return one, both
+
+
+io = IOLoop(make_current=False)
+print(io.run_sync(main))
+io.close()
+"""
+
+
+@pytest.mark.parametrize("which", ["tornado", "installed"])
+def test_asyncio_future_replaced_before_import_keeps_its_methods(which):
+    # asyncio.Future is what the Runner takes for "asyncio's Future"; when
+    # something replaced it with a subclass before tornado_cgen was
+    # imported, that subclass's result() is the outcome, as in Tornado.
+    proc = conftest.run_python(ASYNCIO_FUTURE_REPLACED, which)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(101, [101, 101])"

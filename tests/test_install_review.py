@@ -380,6 +380,36 @@ def test_call_at_reads_a_time_patched_on_the_class_later(mode):
         io_loop.close()
 
 
+def test_a_subclass_getattribute_sees_the_methods_looked_up(mode):
+    # Tornado's methods look up self.time and self._run_callback on the
+    # instance: a class with its own __getattribute__ is asked for them.
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    asked = []
+
+    class Watched(AsyncIOLoop):
+        def __getattribute__(self, name):
+            if name in ("time", "_run_callback"):
+                asked.append(name)
+            return super().__getattribute__(name)
+
+    io_loop = Watched(make_current=False)
+    try:
+        fired = []
+        io_loop.add_callback(fired.append, 1)
+        assert asked == ["_run_callback"]
+        del asked[:]
+        io_loop.call_at(AsyncIOLoop.time(io_loop), fired.append, 2)
+        assert asked == ["time", "_run_callback"]
+        del asked[:]
+        io_loop.call_later(0, fired.append, 3)
+        assert asked == ["time", "time", "_run_callback"]
+        _run_briefly(io_loop)
+        assert sorted(fired) == [1, 2, 3]
+    finally:
+        io_loop.close()
+
+
 def test_ioloop_methods_introspect_as_tornado():
     # Unlike install()'s other replacements they had no functools.wraps:
     # _ioloop_methods.<locals>.add_callback in tracebacks and error
