@@ -14,6 +14,8 @@ import logging
 
 import pytest
 
+import conftest
+
 tornado = pytest.importorskip("tornado")
 if tornado.version_info < (6, 2):   # pragma: no cover
     pytest.skip("install() needs Tornado >= 6.2", allow_module_level=True)
