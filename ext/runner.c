@@ -1243,6 +1243,8 @@ typedef enum {
     Y_SEND,   /* send *out (a value) */
     Y_THROW,  /* throw *out (an exception instance) */
     Y_WAIT,   /* wait for *out (a pending future, or moment) */
+    Y_ESCAPE, /* leave the generator where it is and propagate the current
+               * exception (install(): see conversion_failed) */
 } yield_kind;
 
 /* The outcome of a done future as the next thing to send or throw.  Any
@@ -1254,6 +1256,33 @@ outcome_of(tcg_state *st, PyObject *f, PyObject **out)
     if (r != NULL) {
         *out = r;
         return Y_SEND;
+    }
+    *out = fetch_exc();
+    return Y_THROW;
+}
+
+/* Tornado's Runner rules, where they differ from the standalone ones:
+ * on while install() is (it hands over Tornado's BadYieldError). */
+static inline int
+tornado_rules(tcg_state *st)
+{
+    return st->run.tornado_bad_yield != NULL;
+}
+
+/* Converting a yielded object failed (the exception is set).  Standalone,
+ * the failure is thrown into the generator, which can catch it.  Under
+ * install(), as in Tornado's Runner.handle_yield, only a BadYieldError is;
+ * anything else (a registered converter's own error, say) escapes the
+ * Runner with the generator left suspended: out of the coroutine call at
+ * its first yield, out of the IOLoop callback that resumed it later (see
+ * runner_wakeup), and the coroutine never finishes. */
+static yield_kind
+conversion_failed(tcg_state *st, PyObject **out)
+{
+    if (tornado_rules(st) &&
+        !PyErr_ExceptionMatches(st->run.tornado_bad_yield)) {
+        *out = NULL;
+        return Y_ESCAPE;
     }
     *out = fetch_exc();
     return Y_THROW;
@@ -1309,6 +1338,9 @@ classify(tcg_state *st, PyObject *y, PyObject **out)
         if (rc == MULTI_PENDING) {
             return Y_WAIT;
         }
+        if (rc < 0) {
+            return conversion_failed(st, out);   /* a child's */
+        }
         *out = fetch_exc();
         return Y_THROW;
     }
@@ -1318,8 +1350,7 @@ classify(tcg_state *st, PyObject *y, PyObject **out)
     }
     PyObject *conv = convert_slow(st, y);
     if (conv == NULL) {
-        *out = fetch_exc();
-        return Y_THROW;
+        return conversion_failed(st, out);
     }
     yield_kind k = tcg_Future_CheckExact(st, conv)
                        ? classify(st, conv, out)   /* one level at most */
@@ -1548,6 +1579,9 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
             exc = out;
             continue;
         }
+        if (k == Y_ESCAPE) {
+            return -1;
+        }
         /* Y_WAIT */
         if (*runner_p == NULL) {
             RunnerObject *r = runner_new(st, core);
@@ -1562,6 +1596,16 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
         TCG_ASSERT(r->running && r->waiting == NULL);
         r->woken = 0;
         int rc = runner_wait(st, r, out);
+        if (rc < 0 && out == st->run.moment && tornado_rules(st) &&
+            (PyErr_ExceptionMatches(PyExc_RuntimeError) ||
+             PyErr_ExceptionMatches(PyExc_AttributeError))) {
+            /* install(): Tornado's Runner waits for a moment through
+             * IOLoop.add_callback, which swallows these ("Event loop is
+             * closed"); the coroutine never resumes. */
+            PyErr_Clear();
+            Py_DECREF(out);
+            return 0;
+        }
         Py_DECREF(out);
         if (rc < 0) {
             exc = fetch_exc();   /* e.g. the loop is closed: throw it in */
@@ -1682,6 +1726,15 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
         rc = -1;
     }
     Py_DECREF(ctx);
+    if (rc < 0 && tornado_rules(st) &&
+        PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* install(): Tornado resumes its Runner from an IOLoop callback,
+         * whose _run_callback logs what escapes it (see
+         * conversion_failed); a BaseException goes on to the loop. */
+        tcg_log_current_exception(st, st->c.app_log,
+                                  "Exception in callback %r", self);
+        rc = 0;
+    }
     Py_DECREF(self);
     if (rc < 0) {
         return NULL;
@@ -2302,6 +2355,31 @@ set_tornado_ioloop(PyObject *module, PyObject *ioloop)
     Py_RETURN_NONE;
 }
 
+/* _set_tornado_escapes(BadYieldError): install() hands over Tornado's
+ * BadYieldError, and the C Runner then lets every other conversion failure
+ * escape as Tornado's does (see conversion_failed); None (uninstall())
+ * throws every one in again. */
+static PyObject *
+set_tornado_escapes(PyObject *module, PyObject *bad_yield)
+{
+    tcg_state *st = tcg_state_if_live(module);   /* as _gen_setup */
+    if (st == NULL) {
+        tcg_state_gone();
+        return NULL;
+    }
+    if (bad_yield != Py_None &&
+        !(PyType_Check(bad_yield) &&
+          PyType_IsSubtype((PyTypeObject *)bad_yield,
+                           (PyTypeObject *)PyExc_Exception))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_set_tornado_escapes: an Exception class or None");
+        return NULL;
+    }
+    Py_XSETREF(st->run.tornado_bad_yield,
+               bad_yield == Py_None ? NULL : Py_NewRef(bad_yield));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef runner_functions[] = {
     {"_gen_setup", gen_setup, METH_VARARGS,
      "Used once by tornado_cgen.gen: register Return, moment, "
@@ -2310,6 +2388,9 @@ static PyMethodDef runner_functions[] = {
     {"_set_tornado_ioloop", set_tornado_ioloop, METH_O,
      "install(): call Tornado's IOLoop.current() at a coroutine's first "
      "yield, as Tornado's Runner does (None: stop)."},
+    {"_set_tornado_escapes", set_tornado_escapes, METH_O,
+     "install(): let conversion failures other than this BadYieldError "
+     "class escape the Runner, as Tornado's do (None: throw all in)."},
     {"multi", (PyCFunction)(void (*)(void))gen_multi,
      METH_FASTCALL | METH_KEYWORDS,
      "multi($module, /, children, quiet_exceptions=())\n--\n\n"
@@ -2413,6 +2494,7 @@ tcg_runner_traverse(tcg_state *st, visitproc visit, void *arg)
     Py_VISIT(rs->wrap_awaitable);
     Py_VISIT(rs->tornado_ioloop);
     Py_VISIT(rs->tornado_ioloop_map);
+    Py_VISIT(rs->tornado_bad_yield);
     Py_VISIT(rs->GeneratorABC);
     Py_VISIT(rs->AioFutureType);
     Py_VISIT(rs->AioTaskType);
@@ -2442,6 +2524,7 @@ tcg_runner_clear(tcg_state *st)
     Py_CLEAR(rs->wrap_awaitable);
     Py_CLEAR(rs->tornado_ioloop);
     Py_CLEAR(rs->tornado_ioloop_map);
+    Py_CLEAR(rs->tornado_bad_yield);
     Py_CLEAR(rs->GeneratorABC);
     Py_CLEAR(rs->AioFutureType);
     Py_CLEAR(rs->AioTaskType);

@@ -33,6 +33,12 @@ typedef struct {
      * IOLoop class and its _ioloop_for_asyncio dict; NULL otherwise. */
     PyObject *tornado_ioloop;
     PyObject *tornado_ioloop_map;
+    /* Set by install() through _core._set_tornado_escapes(): Tornado's
+     * BadYieldError, the one conversion failure its Runner throws into the
+     * generator (every other one escapes the Runner); NULL otherwise.
+     * Set, it turns on the other rules of Tornado's Runner (runner.c,
+     * tornado_rules). */
+    PyObject *tornado_bad_yield;
 
     PyObject *GeneratorABC;      /* collections.abc.Generator */
     PyObject *AioFutureType;     /* asyncio.Future (_asyncio's) */

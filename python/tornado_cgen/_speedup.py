@@ -319,6 +319,8 @@ def _install(tornado, saved):
     _core._set_future_factory(asyncio.Future)
     # A coroutine's first yield calls IOLoop.current(), as Tornado's Runner.
     _core._set_tornado_ioloop(tioloop.IOLoop)
+    # Conversion failures other than BadYieldError escape, as in Tornado.
+    _core._set_tornado_escapes(tgen.BadYieldError)
     _core._set_log_hook(log_hook)
     _loop._tornado_result_hook = _callback_result_hook(tioloop.IOLoop, tgen)
     asyncio.set_event_loop_policy(_loop.EventLoopPolicy())
@@ -339,6 +341,7 @@ def _undo(saved, tgen, policies):
     _gen._setup_core(tgen)
     _core._set_future_factory(None)
     _core._set_tornado_ioloop(None)
+    _core._set_tornado_escapes(None)
     _core._set_log_hook(None)
     _loop._tornado_result_hook = None
     before, ours = policies

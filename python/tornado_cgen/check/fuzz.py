@@ -322,6 +322,7 @@ def _restore_core():
     _core._set_log_hook(None)
     _core._set_future_factory(None)
     _core._set_tornado_ioloop(None)
+    _core._set_tornado_escapes(None)
     gen._setup_core()
 
 
@@ -718,7 +719,7 @@ TEMPLATES = {
     "future_set_exc_info": (FUT, EXC), "future_add_done_callback": (FUT, CB),
     "run_on_executor": (FN,), "Future": (), "PeriodicCallback": (CB, ONE),
     "_set_future_factory": (FN,), "_set_log_hook": (FN,),
-    "_set_tornado_ioloop": (ONE,),
+    "_set_tornado_ioloop": (ONE,), "_set_tornado_escapes": (ONE,),
     "Runner": (ONE, ONE, ONE, ONE), "Coroutine": (GENFN,),
     "ConvertYielded": (FN,), "TornadoMethod": (ONE, FN, ONE),
     "Arguments": (ONE, ONE), "BadYieldError": (ONE,),
