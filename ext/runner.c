@@ -2205,7 +2205,8 @@ static PyType_Spec Coroutine_spec = {
  * through the functools.singledispatch function it wraps (so .register,
  * .dispatch and .registry work: attribute lookups fall through to it).
  * Registering one of the exact fast-path types (list, dict, NoneType, our
- * Future, asyncio.Future) has no effect; subclasses dispatch normally. */
+ * Future, asyncio.Future, native coroutines) has no effect; subclasses
+ * dispatch normally. */
 
 static PyObject *
 convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
@@ -2225,6 +2226,9 @@ convert_call(PyObject *self, PyObject *const *args, size_t nargsf,
         }
         if (y == Py_None || is_moment(st, y)) {
             return Py_NewRef(st->run.moment);
+        }
+        if (PyCoro_CheckExact(y)) {
+            return convert_slow(st, y);   /* as the Runner: no dispatch */
         }
         if (PyList_CheckExact(y) || PyDict_CheckExact(y)) {
             PyObject *out = NULL;

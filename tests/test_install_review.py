@@ -78,6 +78,7 @@ def _tornado_state():
     Runner's objects, the future factory, the loop hook and the policy."""
     import asyncio
     import tornado.gen
+    import tornado.httputil
     import tornado.ioloop
     import tornado.iostream
     import tornado.platform.asyncio
@@ -85,7 +86,8 @@ def _tornado_state():
     attrs = {}
     for obj in (tornado.gen, tornado.platform.asyncio,
                 tornado.platform.asyncio.BaseAsyncIOLoop,
-                tornado.ioloop.IOLoop, tornado.iostream.BaseIOStream):
+                tornado.ioloop.IOLoop, tornado.iostream.BaseIOStream,
+                tornado.iostream.IOStream, tornado.httputil):
         attrs.update({(obj.__name__, k): v for k, v in vars(obj).items()
                       if not k.startswith("__")})
     return attrs, tcg_loop._tornado_result_hook, \

@@ -18,7 +18,9 @@ code, keeping every object and rule a Tornado program can observe:
   with Tornado's ``_run_callback`` rules (logging, ``CancelledError``,
   awaiting a returned coroutine) kept, and ``IOLoop.current()`` answers
   from C while our loop runs;
-* IOStream: plain socket reads skip Tornado's zeroed 64 KiB chunk.
+* IOStream: plain socket reads skip Tornado's zeroed 64 KiB chunk, and
+  ``set_nodelay`` reads a plain socket's family without the enum lookup;
+  ``httputil.format_timestamp`` remembers the last second it formatted.
 
 Functions decorated with ``tornado.gen.coroutine`` before ``install()``
 keep Tornado's Python Runner; what is decorated afterwards runs on ours,
@@ -27,6 +29,7 @@ and returns ``asyncio.Future`` even after ``uninstall()``.
 """
 import asyncio
 import dis
+import errno
 import functools
 import logging
 import socket
@@ -72,6 +75,7 @@ def _tornado():
             "installed" % (MIN_TORNADO + (getattr(tornado, "version", "?"),)))
     import tornado.concurrent
     import tornado.gen
+    import tornado.httputil
     import tornado.ioloop
     import tornado.iostream
     import tornado.platform.asyncio
@@ -187,6 +191,86 @@ def _iostream_read_to_buffer(iostream):
     functools.update_wrapper(_read_to_buffer, original)
     del _read_to_buffer.__wrapped__
     return _read_to_buffer
+
+
+def _iostream_set_nodelay(iostream):
+    """IOStream.set_nodelay without the enum lookup of ``socket.family``.
+
+    Tornado asks ``self.socket.family``, which the socket module's
+    property turns into an ``AddressFamily`` member on every call (two
+    calls a request: HTTP/1 sets the flag after a response and clears it
+    again).  For a plain ``socket.socket`` this reads the family number
+    from ``_socket.socket`` itself, the value the property converts;
+    ``AF_INET`` and ``AF_INET6`` compare equal either way.  Any other
+    socket (SSL, a subclass) goes through Tornado's method."""
+    original = iostream.IOStream.set_nodelay
+    socket_type = socket.socket
+    raw_family = _socket_family()
+    inet = (socket.AF_INET, socket.AF_INET6)
+    tcp, nodelay = socket.IPPROTO_TCP, socket.TCP_NODELAY
+
+    def set_nodelay(self, value):
+        sock = self.socket
+        if type(sock) is not socket_type:
+            return original(self, value)
+        if raw_family(sock) in inet:
+            try:
+                sock.setsockopt(tcp, nodelay, 1 if value else 0)
+            except OSError as e:
+                if e.errno != errno.EINVAL and not self._is_connreset(e):
+                    raise
+
+    functools.update_wrapper(set_nodelay, original)
+    del set_nodelay.__wrapped__
+    return set_nodelay
+
+
+def _socket_family():
+    """``_socket.socket``'s own ``family`` getter, as a function."""
+    import _socket
+    return _socket.socket.family.__get__
+
+
+def _httputil_format_timestamp(httputil):
+    """httputil.format_timestamp, remembering the last second it formatted.
+
+    ``RequestHandler.clear()`` formats the ``Date`` header of every
+    response with ``format_timestamp(time.time())``, about 5% of a
+    hello-world request in ``email.utils``.  The string depends only on
+    the whole second.  For a float or int timestamp from 1970 to about
+    the year 5000 (a float not within a microsecond of the next second,
+    which the microsecond rounding of ``datetime.fromtimestamp`` could
+    carry into it) the last second's string is returned again, as long
+    as ``email.utils.formatdate`` is the one this saw at install().
+    Everything else is Tornado's function."""
+    import email.utils
+    original = httputil.format_timestamp
+    formatdate = email.utils.formatdate
+    last = (None, None)
+
+    def format_timestamp(ts):
+        nonlocal last
+        kind = type(ts)
+        # (NaN fails every comparison.)
+        if kind is float and 0.0 <= ts < 1e11:
+            second = int(ts)
+            if ts - second >= 0.999999:
+                return original(ts)
+        elif kind is int and 0 <= ts < 10 ** 11:
+            second = ts
+        else:
+            return original(ts)
+        if email.utils.formatdate is not formatdate:
+            return original(ts)
+        seen, text = last
+        if seen != second:
+            text = original(second)
+            last = (second, text)
+        return text
+
+    functools.update_wrapper(format_timestamp, original)
+    del format_timestamp.__wrapped__
+    return format_timestamp
 
 
 def _callback_result_hook(IOLoop, gen):
@@ -311,6 +395,10 @@ def _install(tornado, saved):
     _patch_ioloop(saved, base, tioloop.IOLoop)
     _patch(saved, tornado.iostream.BaseIOStream, "_read_to_buffer",
            _iostream_read_to_buffer(tornado.iostream))
+    _patch(saved, tornado.iostream.IOStream, "set_nodelay",
+           _iostream_set_nodelay(tornado.iostream))
+    _patch(saved, tornado.httputil, "format_timestamp",
+           _httputil_format_timestamp(tornado.httputil))
 
     # The C Runner: Tornado's objects first, ours still recognised.
     _core._gen_setup((tgen.Return, _gen.Return), tgen.moment,
