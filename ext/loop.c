@@ -1193,6 +1193,126 @@ loop_remove_writer(PyObject *self, PyObject *fd)
     return remove_io(LOOP(self), fd, true);
 }
 
+/* ---- add_reader() and co: asyncio's public face ------------------------ */
+
+enum { IO_ADD_READER, IO_ADD_WRITER, IO_REMOVE_READER, IO_REMOVE_WRITER };
+
+/* The stdlib's BaseSelectorEventLoop.add_reader(fd, ...) and the three
+ * others are `self._ensure_fd_no_transport(fd)` and then the underscore
+ * method, two Python frames a call (Tornado's IOStreams change their
+ * readers through them every request).  The check can only fail for a
+ * loop that has a transport on that fd at all: with an int fd and no
+ * transport (the stdlib's _transports, a WeakValueDictionary, with
+ * nothing in its data), it is skipped; otherwise it runs, as does
+ * whatever _ensure_fd_no_transport a subclass has. */
+static int
+public_io_check(tcg_LoopObject *lp, PyObject *fd)
+{
+    tcg_loop_state *ls = &lp->st->loop;
+    PyObject *self = (PyObject *)lp;
+    if (PyLong_CheckExact(fd)) {
+        PyObject *tr = PyObject_GetAttr(self, ls->str_transports);
+        if (tr == NULL) {
+            return -1;
+        }
+        PyObject *data = PyObject_GetAttr(tr, ls->str_data);
+        Py_DECREF(tr);
+        if (data == NULL) {
+            PyErr_Clear();   /* not a WeakValueDictionary: ask the method */
+        }
+        else {
+            int none = PyDict_CheckExact(data) && PyDict_GET_SIZE(data) == 0;
+            Py_DECREF(data);
+            if (none) {
+                return 0;
+            }
+        }
+    }
+    PyObject *res = PyObject_CallMethodOneArg(self, ls->str_ensure_fd, fd);
+    Py_XDECREF(res);
+    return res != NULL ? 0 : -1;
+}
+
+/* Then the underscore method: ours straight away, unless the instance or
+ * a subclass put another in its place (tests mock it). */
+static const char *const public_io_names[4] = {
+    "add_reader", "add_writer", "remove_reader", "remove_writer"};
+
+static PyCFunction
+own_io_method(int which)
+{
+    switch (which) {
+    case IO_ADD_READER:
+        return (PyCFunction)(void (*)(void))loop_add_reader;
+    case IO_ADD_WRITER:
+        return (PyCFunction)(void (*)(void))loop_add_writer;
+    case IO_REMOVE_READER:
+        return loop_remove_reader;
+    default:
+        return loop_remove_writer;
+    }
+}
+
+static PyObject *
+public_io(PyObject *self, PyObject *const *args, Py_ssize_t nargs, int which)
+{
+    tcg_LoopObject *lp = LOOP(self);
+    bool adding = which == IO_ADD_READER || which == IO_ADD_WRITER;
+    if (adding ? nargs < 2 : nargs != 1) {
+        PyErr_Format(PyExc_TypeError, adding ? "%s(fd, callback, *args)"
+                                             : "%s(fd)",
+                     public_io_names[which]);
+        return NULL;
+    }
+    if (public_io_check(lp, args[0]) < 0) {
+        return NULL;
+    }
+    PyObject *meth = PyObject_GetAttr(self, lp->st->loop.str_io[which]);
+    if (meth == NULL) {
+        return NULL;
+    }
+    PyObject *res;
+    if (PyCFunction_Check(meth) && PyCFunction_GET_SELF(meth) == self &&
+        PyCFunction_GET_FUNCTION(meth) == own_io_method(which)) {
+        bool writer = which == IO_ADD_WRITER || which == IO_REMOVE_WRITER;
+        res = adding ? add_io(lp, args, nargs, writer,
+                              writer ? "_add_writer" : "_add_reader")
+                     : remove_io(lp, args[0], writer);
+    }
+    else {
+        res = PyObject_Vectorcall(meth, args, nargs, NULL);
+    }
+    Py_DECREF(meth);
+    if (adding && res != NULL) {
+        Py_SETREF(res, Py_NewRef(Py_None));   /* asyncio's return nothing */
+    }
+    return res;
+}
+
+static PyObject *
+loop_public_add_reader(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return public_io(self, args, n, IO_ADD_READER);
+}
+
+static PyObject *
+loop_public_add_writer(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return public_io(self, args, n, IO_ADD_WRITER);
+}
+
+static PyObject *
+loop_public_remove_reader(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return public_io(self, args, n, IO_REMOVE_READER);
+}
+
+static PyObject *
+loop_public_remove_writer(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    return public_io(self, args, n, IO_REMOVE_WRITER);
+}
+
 /* _fd_key(fd) -> (events, reader, writer) with selectors' EVENT_READ = 1
  * and EVENT_WRITE = 2, or None: what the stdlib's reprs ask a selector. */
 static PyObject *
@@ -1832,6 +1952,14 @@ static PyMethodDef loop_methods[] = {
      METH_FASTCALL, NULL},
     {"_remove_reader", loop_remove_reader, METH_O, NULL},
     {"_remove_writer", loop_remove_writer, METH_O, NULL},
+    {"add_reader", (PyCFunction)(void (*)(void))loop_public_add_reader,
+     METH_FASTCALL, "add_reader(fd, callback, *args): as asyncio's."},
+    {"add_writer", (PyCFunction)(void (*)(void))loop_public_add_writer,
+     METH_FASTCALL, "add_writer(fd, callback, *args): as asyncio's."},
+    {"remove_reader", (PyCFunction)(void (*)(void))loop_public_remove_reader,
+     METH_FASTCALL, "remove_reader(fd): as asyncio's."},
+    {"remove_writer", (PyCFunction)(void (*)(void))loop_public_remove_writer,
+     METH_FASTCALL, "remove_writer(fd): as asyncio's."},
     {"_fd_key", loop_fd_key, METH_O, NULL},
     {"_wakeup", loop_wakeup_meth, METH_NOARGS, NULL},
     {"_run_forever_core", loop_run_forever_core, METH_NOARGS, NULL},
@@ -1867,9 +1995,22 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
     }
     st->loop.LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &loop_spec,
                                                                  NULL);
+    static const char *const io_names[4] = {
+        "_add_reader", "_add_writer", "_remove_reader", "_remove_writer"};
+    for (int i = 0; i < 4; i++) {
+        if ((st->loop.str_io[i] = PyUnicode_InternFromString(io_names[i])) ==
+            NULL) {
+            return -1;
+        }
+    }
     if (st->loop.LoopType == NULL ||
         (st->loop.str_log_slow =
              PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
+        (st->loop.str_transports =
+             PyUnicode_InternFromString("_transports")) == NULL ||
+        (st->loop.str_data = PyUnicode_InternFromString("data")) == NULL ||
+        (st->loop.str_ensure_fd =
+             PyUnicode_InternFromString("_ensure_fd_no_transport")) == NULL ||
         PyModule_AddType(m, st->loop.LoopType) < 0 ||
         PyModule_AddStringConstant(m, "POLLER", TCG_POLLER_NAME) < 0) {
         return -1;
@@ -1889,5 +2030,11 @@ tcg_loop_clear(tcg_state *st)
 {
     Py_CLEAR(st->loop.LoopType);
     Py_CLEAR(st->loop.str_log_slow);
+    Py_CLEAR(st->loop.str_transports);
+    Py_CLEAR(st->loop.str_data);
+    Py_CLEAR(st->loop.str_ensure_fd);
+    for (int i = 0; i < 4; i++) {
+        Py_CLEAR(st->loop.str_io[i]);
+    }
     tcg_handle_clear(st);
 }

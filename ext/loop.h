@@ -17,6 +17,12 @@ typedef struct tcg_state tcg_state;   /* tcg.h */
 typedef struct {
     PyTypeObject *LoopType;
     PyObject *str_log_slow;         /* "_log_slow_callback" */
+    /* add_reader() & co (loop.c, public_io) */
+    PyObject *str_transports;       /* "_transports" */
+    PyObject *str_data;             /* "data" */
+    PyObject *str_ensure_fd;        /* "_ensure_fd_no_transport" */
+    PyObject *str_io[4];            /* "_add_reader", "_add_writer",
+                                     * "_remove_reader", "_remove_writer" */
     tcg_handle_state handle;        /* handle.c's (handle.h) */
 } tcg_loop_state;
 
