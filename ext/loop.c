@@ -1993,8 +1993,6 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
     if (tcg_handle_exec(m, st) < 0) {
         return -1;
     }
-    st->loop.LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &loop_spec,
-                                                                 NULL);
     static const char *const io_names[4] = {
         "_add_reader", "_add_writer", "_remove_reader", "_remove_writer"};
     for (int i = 0; i < 4; i++) {
@@ -2003,6 +2001,8 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
             return -1;
         }
     }
+    st->loop.LoopType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &loop_spec,
+                                                                 NULL);
     if (st->loop.LoopType == NULL ||
         (st->loop.str_log_slow =
              PyUnicode_InternFromString("_log_slow_callback")) == NULL ||
