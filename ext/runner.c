@@ -1726,14 +1726,20 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
         rc = -1;
     }
     Py_DECREF(ctx);
-    if (rc < 0 && tornado_rules(st) &&
-        PyErr_ExceptionMatches(PyExc_Exception)) {
+    if (rc < 0 && tornado_rules(st)) {
         /* install(): Tornado resumes its Runner from an IOLoop callback,
-         * whose _run_callback logs what escapes it (see
-         * conversion_failed); a BaseException goes on to the loop. */
-        tcg_log_current_exception(st, st->c.app_log,
-                                  "Exception in callback %r", self);
-        rc = 0;
+         * whose _run_callback drops a CancelledError (a converter's, say:
+         * see conversion_failed) without a word and logs an Exception; any
+         * other BaseException goes on to the loop. */
+        if (PyErr_ExceptionMatches(st->c.CancelledError)) {
+            PyErr_Clear();
+            rc = 0;
+        }
+        else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            tcg_log_current_exception(st, st->c.app_log,
+                                      "Exception in callback %r", self);
+            rc = 0;
+        }
     }
     Py_DECREF(self);
     if (rc < 0) {

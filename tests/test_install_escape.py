@@ -221,3 +221,47 @@ def test_standalone_throws_a_converter_error_in():
         return await first()
 
     assert asyncio.run(main()) == "caught: no odd"
+
+
+def test_a_cancelled_error_escaping_at_a_later_yield_is_dropped_silently(
+        mode, app_log):
+    # IOLoop._run_callback, which resumes Tornado's Runner, passes over a
+    # CancelledError: nothing logged, nothing for the loop's exception
+    # handler, and the coroutine stays suspended.
+    from tornado import gen
+
+    class Cancelling:
+        pass
+
+    @gen.convert_yielded.register(Cancelling)
+    def _(c):
+        raise asyncio.CancelledError("converter")
+
+    events = []
+
+    @gen.coroutine
+    def later():
+        try:
+            yield gen.moment
+            yield Cancelling()
+        except asyncio.CancelledError:
+            events.append("caught")
+        finally:
+            events.append("finally")
+
+    reported = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: reported.append(context))
+        f = later()
+        await spin()
+        assert not f.done()
+        assert events == []
+        return f
+
+    f = asyncio.run(main())
+    assert reported == []
+    assert app_log == []
+    assert not f.done()
+    assert events == []
