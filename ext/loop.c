@@ -1253,11 +1253,75 @@ own_io_method(int which)
     }
 }
 
+/* asyncio's take fd and callback by name too (add_reader(fd,
+ * callback=cb)): put them where a positional call has them, in `pos`
+ * (borrowed from the caller's vector). */
+static int
+public_io_keywords(PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames, int which, PyObject **pos)
+{
+    static const char *const params[2] = {"fd", "callback"};
+    const char *name = public_io_names[which];
+    Py_ssize_t nparams = which == IO_ADD_READER || which == IO_ADD_WRITER
+                             ? 2 : 1;
+    if (nargs > nparams) {
+        /* Every parameter given by position: any keyword is too many. */
+        PyErr_Format(PyExc_TypeError,
+                     "%s() got an unexpected keyword argument '%U'", name,
+                     PyTuple_GET_ITEM(kwnames, 0));
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nparams; i++) {
+        pos[i] = i < nargs ? args[i] : NULL;
+    }
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t i = 0;
+        while (i < nparams &&
+               PyUnicode_CompareWithASCIIString(key, params[i]) != 0) {
+            i++;
+        }
+        if (i == nparams) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'",
+                         name, key);
+            return -1;
+        }
+        if (pos[i] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'", name,
+                         params[i]);
+            return -1;
+        }
+        pos[i] = args[nargs + k];
+    }
+    for (Py_ssize_t i = 0; i < nparams; i++) {
+        if (pos[i] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s'", name,
+                         params[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
-public_io(PyObject *self, PyObject *const *args, Py_ssize_t nargs, int which)
+public_io(PyObject *self, PyObject *const *args, size_t nargsf,
+          PyObject *kwnames, int which)
 {
     tcg_LoopObject *lp = LOOP(self);
     bool adding = which == IO_ADD_READER || which == IO_ADD_WRITER;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *pos[2];
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        if (public_io_keywords(args, nargs, kwnames, which, pos) < 0) {
+            return NULL;
+        }
+        args = pos;
+        nargs = adding ? 2 : 1;
+    }
     if (adding ? nargs < 2 : nargs != 1) {
         PyErr_Format(PyExc_TypeError, adding ? "%s(fd, callback, *args)"
                                              : "%s(fd)",
@@ -1290,27 +1354,31 @@ public_io(PyObject *self, PyObject *const *args, Py_ssize_t nargs, int which)
 }
 
 static PyObject *
-loop_public_add_reader(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_add_reader(PyObject *self, PyObject *const *args, size_t nargsf,
+               PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_ADD_READER);
+    return public_io(self, args, nargsf, kwnames, IO_ADD_READER);
 }
 
 static PyObject *
-loop_public_add_writer(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_add_writer(PyObject *self, PyObject *const *args, size_t nargsf,
+               PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_ADD_WRITER);
+    return public_io(self, args, nargsf, kwnames, IO_ADD_WRITER);
 }
 
 static PyObject *
-loop_public_remove_reader(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_remove_reader(PyObject *self, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_REMOVE_READER);
+    return public_io(self, args, nargsf, kwnames, IO_REMOVE_READER);
 }
 
 static PyObject *
-loop_public_remove_writer(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_remove_writer(PyObject *self, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_REMOVE_WRITER);
+    return public_io(self, args, nargsf, kwnames, IO_REMOVE_WRITER);
 }
 
 /* _fd_key(fd) -> (events, reader, writer) with selectors' EVENT_READ = 1
@@ -1953,13 +2021,13 @@ static PyMethodDef loop_methods[] = {
     {"_remove_reader", loop_remove_reader, METH_O, NULL},
     {"_remove_writer", loop_remove_writer, METH_O, NULL},
     {"add_reader", (PyCFunction)(void (*)(void))loop_public_add_reader,
-     METH_FASTCALL, "add_reader(fd, callback, *args): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "add_reader(fd, callback, *args): as asyncio's."},
     {"add_writer", (PyCFunction)(void (*)(void))loop_public_add_writer,
-     METH_FASTCALL, "add_writer(fd, callback, *args): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "add_writer(fd, callback, *args): as asyncio's."},
     {"remove_reader", (PyCFunction)(void (*)(void))loop_public_remove_reader,
-     METH_FASTCALL, "remove_reader(fd): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "remove_reader(fd): as asyncio's."},
     {"remove_writer", (PyCFunction)(void (*)(void))loop_public_remove_writer,
-     METH_FASTCALL, "remove_writer(fd): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "remove_writer(fd): as asyncio's."},
     {"_fd_key", loop_fd_key, METH_O, NULL},
     {"_wakeup", loop_wakeup_meth, METH_NOARGS, NULL},
     {"_run_forever_core", loop_run_forever_core, METH_NOARGS, NULL},

@@ -139,3 +139,23 @@ def test_a_subclass_check_runs_for_file_objects():
         loop.close()
         a.close()
         b.close()
+
+
+def test_fd_and_callback_by_name(loop, pair):
+    # The stdlib's are Python functions: fd and callback may be keywords.
+    a, _ = pair
+    fd = a.fileno()
+    assert loop.add_reader(fd=fd, callback=print) is None
+    assert loop.add_writer(a, callback=print) is None
+    assert loop.remove_reader(fd=fd) is True
+    assert loop.remove_writer(fd=a) is True
+    for call in (lambda: loop.add_reader(fd, print, fd=fd),
+                 lambda: loop.add_reader(fd, cb=print),
+                 lambda: loop.add_writer(callback=print),
+                 lambda: loop.add_writer(fd, print, 1, callback=print),
+                 lambda: loop.remove_reader(fd, fd=fd),
+                 lambda: loop.remove_writer(fileno=fd)):
+        with pytest.raises(TypeError):
+            call()
+    assert loop.remove_reader(fd) is False
+
