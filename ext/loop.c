@@ -1200,19 +1200,27 @@ enum { IO_ADD_READER, IO_ADD_WRITER, IO_REMOVE_READER, IO_REMOVE_WRITER };
 /* The stdlib's BaseSelectorEventLoop.add_reader(fd, ...) and the three
  * others are `self._ensure_fd_no_transport(fd)` and then the underscore
  * method, two Python frames a call (Tornado's IOStreams change their
- * readers through them every request).  The check can only fail for a
- * loop that has a transport on that fd at all: with an int fd and no
+ * readers through them every request).  The stdlib's check can only fail
+ * for a loop that has a transport on that fd at all: with an int fd and no
  * transport (the stdlib's _transports, a WeakValueDictionary, with
- * nothing in its data), it is skipped; otherwise it runs, as does
- * whatever _ensure_fd_no_transport a subclass has. */
+ * nothing in its data), it is skipped; otherwise it runs.  A check of the
+ * loop's own (a subclass's, a mock on the instance) always runs: it may
+ * do anything with any fd. */
 static int
 public_io_check(tcg_LoopObject *lp, PyObject *fd)
 {
     tcg_loop_state *ls = &lp->st->loop;
     PyObject *self = (PyObject *)lp;
-    if (PyLong_CheckExact(fd)) {
+    PyObject *check = PyObject_GetAttr(self, ls->str_ensure_fd);
+    if (check == NULL) {
+        return -1;
+    }
+    if (PyLong_CheckExact(fd) && PyMethod_Check(check) &&
+        PyMethod_GET_FUNCTION(check) == ls->stdlib_ensure_fd &&
+        PyMethod_GET_SELF(check) == self) {
         PyObject *tr = PyObject_GetAttr(self, ls->str_transports);
         if (tr == NULL) {
+            Py_DECREF(check);
             return -1;
         }
         PyObject *data = PyObject_GetAttr(tr, ls->str_data);
@@ -1224,11 +1232,13 @@ public_io_check(tcg_LoopObject *lp, PyObject *fd)
             int none = PyDict_CheckExact(data) && PyDict_GET_SIZE(data) == 0;
             Py_DECREF(data);
             if (none) {
+                Py_DECREF(check);
                 return 0;
             }
         }
     }
-    PyObject *res = PyObject_CallMethodOneArg(self, ls->str_ensure_fd, fd);
+    PyObject *res = PyObject_CallOneArg(check, fd);
+    Py_DECREF(check);
     Py_XDECREF(res);
     return res != NULL ? 0 : -1;
 }
@@ -2055,6 +2065,21 @@ static PyType_Spec loop_spec = {
     .slots = loop_slots,
 };
 
+/* The stdlib's BaseSelectorEventLoop._ensure_fd_no_transport (the
+ * function; see public_io_check).  New reference or NULL. */
+static PyObject *
+stdlib_ensure_fd(void)
+{
+    PyObject *base = tcg_import_attr("asyncio.selector_events",
+                                     "BaseSelectorEventLoop");
+    if (base == NULL) {
+        return NULL;
+    }
+    PyObject *fn = PyObject_GetAttrString(base, "_ensure_fd_no_transport");
+    Py_DECREF(base);
+    return fn;
+}
+
 int
 tcg_loop_exec(PyObject *m, tcg_state *st)
 {
@@ -2079,6 +2104,7 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
         (st->loop.str_data = PyUnicode_InternFromString("data")) == NULL ||
         (st->loop.str_ensure_fd =
              PyUnicode_InternFromString("_ensure_fd_no_transport")) == NULL ||
+        (st->loop.stdlib_ensure_fd = stdlib_ensure_fd()) == NULL ||
         PyModule_AddType(m, st->loop.LoopType) < 0 ||
         PyModule_AddStringConstant(m, "POLLER", TCG_POLLER_NAME) < 0) {
         return -1;
@@ -2090,6 +2116,7 @@ int
 tcg_loop_traverse(tcg_state *st, visitproc visit, void *arg)
 {
     Py_VISIT(st->loop.LoopType);
+    Py_VISIT(st->loop.stdlib_ensure_fd);
     return tcg_handle_traverse(st, visit, arg);
 }
 
@@ -2101,6 +2128,7 @@ tcg_loop_clear(tcg_state *st)
     Py_CLEAR(st->loop.str_transports);
     Py_CLEAR(st->loop.str_data);
     Py_CLEAR(st->loop.str_ensure_fd);
+    Py_CLEAR(st->loop.stdlib_ensure_fd);
     for (int i = 0; i < 4; i++) {
         Py_CLEAR(st->loop.str_io[i]);
     }

@@ -159,3 +159,32 @@ def test_fd_and_callback_by_name(loop, pair):
             call()
     assert loop.remove_reader(fd) is False
 
+
+def test_a_replaced_check_is_called_for_int_fds(loop, pair):
+    # A mocked _ensure_fd_no_transport sees every call, transports or not.
+    a, _ = pair
+    fd = a.fileno()
+    with mock.patch.object(loop, "_ensure_fd_no_transport") as m:
+        loop.add_reader(fd, print)
+        loop.remove_reader(fd)
+        loop.add_writer(fd, print)
+        loop.remove_writer(fd)
+    assert [c.args for c in m.call_args_list] == [(fd,)] * 4
+
+
+def test_a_subclass_check_runs_for_int_fds():
+    class Refusing(type(tornado_cgen.new_event_loop())):
+        def _ensure_fd_no_transport(self, fd):
+            raise RuntimeError("refused %r" % (fd,))
+
+    loop = Refusing()
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(RuntimeError, match="refused"):
+            loop.add_reader(a.fileno(), print)
+        with pytest.raises(RuntimeError, match="refused"):
+            loop.remove_writer(a.fileno())
+    finally:
+        loop.close()
+        a.close()
+        b.close()
