@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 
 import tornado_cgen
+import tornado_cgen.loop
 
 
 @pytest.fixture(params=["asyncio", "tcg"])
@@ -124,7 +125,7 @@ def test_a_replaced_underscore_method_is_called(loop, pair):
 def test_a_subclass_check_runs_for_file_objects():
     checked = []
 
-    class Checked(type(tornado_cgen.new_event_loop())):
+    class Checked(tornado_cgen.loop.Loop):
         def _ensure_fd_no_transport(self, fd):
             checked.append(fd)
             return super()._ensure_fd_no_transport(fd)
@@ -173,7 +174,7 @@ def test_a_replaced_check_is_called_for_int_fds(loop, pair):
 
 
 def test_a_subclass_check_runs_for_int_fds():
-    class Refusing(type(tornado_cgen.new_event_loop())):
+    class Refusing(tornado_cgen.loop.Loop):
         def _ensure_fd_no_transport(self, fd):
             raise RuntimeError("refused %r" % (fd,))
 
