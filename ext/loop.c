@@ -1200,19 +1200,27 @@ enum { IO_ADD_READER, IO_ADD_WRITER, IO_REMOVE_READER, IO_REMOVE_WRITER };
 /* The stdlib's BaseSelectorEventLoop.add_reader(fd, ...) and the three
  * others are `self._ensure_fd_no_transport(fd)` and then the underscore
  * method, two Python frames a call (Tornado's IOStreams change their
- * readers through them every request).  The check can only fail for a
- * loop that has a transport on that fd at all: with an int fd and no
+ * readers through them every request).  The stdlib's check can only fail
+ * for a loop that has a transport on that fd at all: with an int fd and no
  * transport (the stdlib's _transports, a WeakValueDictionary, with
- * nothing in its data), it is skipped; otherwise it runs, as does
- * whatever _ensure_fd_no_transport a subclass has. */
+ * nothing in its data), it is skipped; otherwise it runs.  A check of the
+ * loop's own (a subclass's, a mock on the instance) always runs: it may
+ * do anything with any fd. */
 static int
 public_io_check(tcg_LoopObject *lp, PyObject *fd)
 {
     tcg_loop_state *ls = &lp->st->loop;
     PyObject *self = (PyObject *)lp;
-    if (PyLong_CheckExact(fd)) {
+    PyObject *check = PyObject_GetAttr(self, ls->str_ensure_fd);
+    if (check == NULL) {
+        return -1;
+    }
+    if (PyLong_CheckExact(fd) && PyMethod_Check(check) &&
+        PyMethod_GET_FUNCTION(check) == ls->stdlib_ensure_fd &&
+        PyMethod_GET_SELF(check) == self) {
         PyObject *tr = PyObject_GetAttr(self, ls->str_transports);
         if (tr == NULL) {
+            Py_DECREF(check);
             return -1;
         }
         PyObject *data = PyObject_GetAttr(tr, ls->str_data);
@@ -1224,11 +1232,13 @@ public_io_check(tcg_LoopObject *lp, PyObject *fd)
             int none = PyDict_CheckExact(data) && PyDict_GET_SIZE(data) == 0;
             Py_DECREF(data);
             if (none) {
+                Py_DECREF(check);
                 return 0;
             }
         }
     }
-    PyObject *res = PyObject_CallMethodOneArg(self, ls->str_ensure_fd, fd);
+    PyObject *res = PyObject_CallOneArg(check, fd);
+    Py_DECREF(check);
     Py_XDECREF(res);
     return res != NULL ? 0 : -1;
 }
@@ -1253,11 +1263,75 @@ own_io_method(int which)
     }
 }
 
+/* asyncio's take fd and callback by name too (add_reader(fd,
+ * callback=cb)): put them where a positional call has them, in `pos`
+ * (borrowed from the caller's vector). */
+static int
+public_io_keywords(PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames, int which, PyObject **pos)
+{
+    static const char *const params[2] = {"fd", "callback"};
+    const char *name = public_io_names[which];
+    Py_ssize_t nparams = which == IO_ADD_READER || which == IO_ADD_WRITER
+                             ? 2 : 1;
+    if (nargs > nparams) {
+        /* Every parameter given by position: any keyword is too many. */
+        PyErr_Format(PyExc_TypeError,
+                     "%s() got an unexpected keyword argument '%U'", name,
+                     PyTuple_GET_ITEM(kwnames, 0));
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nparams; i++) {
+        pos[i] = i < nargs ? args[i] : NULL;
+    }
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t i = 0;
+        while (i < nparams &&
+               PyUnicode_CompareWithASCIIString(key, params[i]) != 0) {
+            i++;
+        }
+        if (i == nparams) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'",
+                         name, key);
+            return -1;
+        }
+        if (pos[i] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'", name,
+                         params[i]);
+            return -1;
+        }
+        pos[i] = args[nargs + k];
+    }
+    for (Py_ssize_t i = 0; i < nparams; i++) {
+        if (pos[i] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s'", name,
+                         params[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
-public_io(PyObject *self, PyObject *const *args, Py_ssize_t nargs, int which)
+public_io(PyObject *self, PyObject *const *args, size_t nargsf,
+          PyObject *kwnames, int which)
 {
     tcg_LoopObject *lp = LOOP(self);
     bool adding = which == IO_ADD_READER || which == IO_ADD_WRITER;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *pos[2];
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        if (public_io_keywords(args, nargs, kwnames, which, pos) < 0) {
+            return NULL;
+        }
+        args = pos;
+        nargs = adding ? 2 : 1;
+    }
     if (adding ? nargs < 2 : nargs != 1) {
         PyErr_Format(PyExc_TypeError, adding ? "%s(fd, callback, *args)"
                                              : "%s(fd)",
@@ -1290,27 +1364,31 @@ public_io(PyObject *self, PyObject *const *args, Py_ssize_t nargs, int which)
 }
 
 static PyObject *
-loop_public_add_reader(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_add_reader(PyObject *self, PyObject *const *args, size_t nargsf,
+               PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_ADD_READER);
+    return public_io(self, args, nargsf, kwnames, IO_ADD_READER);
 }
 
 static PyObject *
-loop_public_add_writer(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_add_writer(PyObject *self, PyObject *const *args, size_t nargsf,
+               PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_ADD_WRITER);
+    return public_io(self, args, nargsf, kwnames, IO_ADD_WRITER);
 }
 
 static PyObject *
-loop_public_remove_reader(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_remove_reader(PyObject *self, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_REMOVE_READER);
+    return public_io(self, args, nargsf, kwnames, IO_REMOVE_READER);
 }
 
 static PyObject *
-loop_public_remove_writer(PyObject *self, PyObject *const *args, Py_ssize_t n)
+loop_public_remove_writer(PyObject *self, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
 {
-    return public_io(self, args, n, IO_REMOVE_WRITER);
+    return public_io(self, args, nargsf, kwnames, IO_REMOVE_WRITER);
 }
 
 /* _fd_key(fd) -> (events, reader, writer) with selectors' EVENT_READ = 1
@@ -1953,13 +2031,13 @@ static PyMethodDef loop_methods[] = {
     {"_remove_reader", loop_remove_reader, METH_O, NULL},
     {"_remove_writer", loop_remove_writer, METH_O, NULL},
     {"add_reader", (PyCFunction)(void (*)(void))loop_public_add_reader,
-     METH_FASTCALL, "add_reader(fd, callback, *args): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "add_reader(fd, callback, *args): as asyncio's."},
     {"add_writer", (PyCFunction)(void (*)(void))loop_public_add_writer,
-     METH_FASTCALL, "add_writer(fd, callback, *args): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "add_writer(fd, callback, *args): as asyncio's."},
     {"remove_reader", (PyCFunction)(void (*)(void))loop_public_remove_reader,
-     METH_FASTCALL, "remove_reader(fd): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "remove_reader(fd): as asyncio's."},
     {"remove_writer", (PyCFunction)(void (*)(void))loop_public_remove_writer,
-     METH_FASTCALL, "remove_writer(fd): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS, "remove_writer(fd): as asyncio's."},
     {"_fd_key", loop_fd_key, METH_O, NULL},
     {"_wakeup", loop_wakeup_meth, METH_NOARGS, NULL},
     {"_run_forever_core", loop_run_forever_core, METH_NOARGS, NULL},
@@ -1987,6 +2065,21 @@ static PyType_Spec loop_spec = {
     .slots = loop_slots,
 };
 
+/* The stdlib's BaseSelectorEventLoop._ensure_fd_no_transport (the
+ * function; see public_io_check).  New reference or NULL. */
+static PyObject *
+stdlib_ensure_fd(void)
+{
+    PyObject *base = tcg_import_attr("asyncio.selector_events",
+                                     "BaseSelectorEventLoop");
+    if (base == NULL) {
+        return NULL;
+    }
+    PyObject *fn = PyObject_GetAttrString(base, "_ensure_fd_no_transport");
+    Py_DECREF(base);
+    return fn;
+}
+
 int
 tcg_loop_exec(PyObject *m, tcg_state *st)
 {
@@ -2011,6 +2104,7 @@ tcg_loop_exec(PyObject *m, tcg_state *st)
         (st->loop.str_data = PyUnicode_InternFromString("data")) == NULL ||
         (st->loop.str_ensure_fd =
              PyUnicode_InternFromString("_ensure_fd_no_transport")) == NULL ||
+        (st->loop.stdlib_ensure_fd = stdlib_ensure_fd()) == NULL ||
         PyModule_AddType(m, st->loop.LoopType) < 0 ||
         PyModule_AddStringConstant(m, "POLLER", TCG_POLLER_NAME) < 0) {
         return -1;
@@ -2022,6 +2116,7 @@ int
 tcg_loop_traverse(tcg_state *st, visitproc visit, void *arg)
 {
     Py_VISIT(st->loop.LoopType);
+    Py_VISIT(st->loop.stdlib_ensure_fd);
     return tcg_handle_traverse(st, visit, arg);
 }
 
@@ -2033,6 +2128,7 @@ tcg_loop_clear(tcg_state *st)
     Py_CLEAR(st->loop.str_transports);
     Py_CLEAR(st->loop.str_data);
     Py_CLEAR(st->loop.str_ensure_fd);
+    Py_CLEAR(st->loop.stdlib_ensure_fd);
     for (int i = 0; i < 4; i++) {
         Py_CLEAR(st->loop.str_io[i]);
     }

@@ -21,6 +21,7 @@ typedef struct {
     PyObject *str_transports;       /* "_transports" */
     PyObject *str_data;             /* "data" */
     PyObject *str_ensure_fd;        /* "_ensure_fd_no_transport" */
+    PyObject *stdlib_ensure_fd;     /* BaseSelectorEventLoop's function */
     PyObject *str_io[4];            /* "_add_reader", "_add_writer",
                                      * "_remove_reader", "_remove_writer" */
     tcg_handle_state handle;        /* handle.c's (handle.h) */

@@ -1596,17 +1596,23 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
         TCG_ASSERT(r->running && r->waiting == NULL);
         r->woken = 0;
         int rc = runner_wait(st, r, out);
-        if (rc < 0 && out == st->run.moment && tornado_rules(st) &&
-            (PyErr_ExceptionMatches(PyExc_RuntimeError) ||
-             PyErr_ExceptionMatches(PyExc_AttributeError))) {
+        int is_moment_wait = out == st->run.moment;
+        Py_DECREF(out);
+        if (rc < 0 && tornado_rules(st)) {
             /* install(): Tornado's Runner waits for a moment through
              * IOLoop.add_callback, which swallows these ("Event loop is
-             * closed"); the coroutine never resumes. */
-            PyErr_Clear();
-            Py_DECREF(out);
-            return 0;
+             * closed"): the coroutine never resumes.  Anything else that
+             * fails to register (a future's own add_done_callback, in
+             * IOLoop.add_future) escapes its handle_yield, as a conversion
+             * failure does (see conversion_failed). */
+            if (is_moment_wait &&
+                (PyErr_ExceptionMatches(PyExc_RuntimeError) ||
+                 PyErr_ExceptionMatches(PyExc_AttributeError))) {
+                PyErr_Clear();
+                return 0;
+            }
+            return -1;
         }
-        Py_DECREF(out);
         if (rc < 0) {
             exc = fetch_exc();   /* e.g. the loop is closed: throw it in */
             continue;
@@ -1726,14 +1732,20 @@ runner_wakeup(PyObject *self, PyObject *const *args, size_t nargsf,
         rc = -1;
     }
     Py_DECREF(ctx);
-    if (rc < 0 && tornado_rules(st) &&
-        PyErr_ExceptionMatches(PyExc_Exception)) {
+    if (rc < 0 && tornado_rules(st)) {
         /* install(): Tornado resumes its Runner from an IOLoop callback,
-         * whose _run_callback logs what escapes it (see
-         * conversion_failed); a BaseException goes on to the loop. */
-        tcg_log_current_exception(st, st->c.app_log,
-                                  "Exception in callback %r", self);
-        rc = 0;
+         * whose _run_callback drops a CancelledError (a converter's, say:
+         * see conversion_failed) without a word and logs an Exception; any
+         * other BaseException goes on to the loop. */
+        if (PyErr_ExceptionMatches(st->c.CancelledError)) {
+            PyErr_Clear();
+            rc = 0;
+        }
+        else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            tcg_log_current_exception(st, st->c.app_log,
+                                      "Exception in callback %r", self);
+            rc = 0;
+        }
     }
     Py_DECREF(self);
     if (rc < 0) {

@@ -221,3 +221,92 @@ def test_standalone_throws_a_converter_error_in():
         return await first()
 
     assert asyncio.run(main()) == "caught: no odd"
+
+
+def test_a_cancelled_error_escaping_at_a_later_yield_is_dropped_silently(
+        mode, app_log):
+    # IOLoop._run_callback, which resumes Tornado's Runner, passes over a
+    # CancelledError: nothing logged, nothing for the loop's exception
+    # handler, and the coroutine stays suspended.
+    from tornado import gen
+
+    class Cancelling:
+        pass
+
+    @gen.convert_yielded.register(Cancelling)
+    def _(c):
+        raise asyncio.CancelledError("converter")
+
+    events = []
+
+    @gen.coroutine
+    def later():
+        try:
+            yield gen.moment
+            yield Cancelling()
+        except asyncio.CancelledError:
+            events.append("caught")
+        finally:
+            events.append("finally")
+
+    reported = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: reported.append(context))
+        f = later()
+        await spin()
+        assert not f.done()
+        assert events == []
+        return f
+
+    f = asyncio.run(main())
+    assert reported == []
+    assert app_log == []
+    assert not f.done()
+    assert events == []
+
+
+class Sticky(asyncio.Future):
+    """A future that takes no done callback."""
+
+    def add_done_callback(self, fn, *, context=None):
+        raise ValueError("no callbacks")
+
+
+def test_a_future_that_refuses_the_runner_escapes(mode, app_log):
+    # Tornado's Runner registers through IOLoop.add_future, outside any
+    # try: the failure escapes the call at the first yield and is logged
+    # at a later one, and the generator is never thrown into.
+    from tornado import gen
+    events = []
+
+    @gen.coroutine
+    def first():
+        try:
+            yield Sticky()
+        except ValueError:
+            events.append("caught first")
+
+    @gen.coroutine
+    def later():
+        try:
+            yield gen.moment
+            yield Sticky()
+        except ValueError:
+            events.append("caught later")
+
+    async def main():
+        with pytest.raises(ValueError, match="no callbacks"):
+            first()
+        f = later()
+        await spin()
+        assert not f.done()
+        return f
+
+    f = asyncio.run(main())
+    assert events == []
+    assert not f.done()
+    errors = [r for r in app_log if r.levelno == logging.ERROR]
+    assert [(r.msg, type(r.exc_info[1])) for r in errors] == [
+        ("Exception in callback %r", ValueError)]

@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 
 import tornado_cgen
+import tornado_cgen.loop
 
 
 @pytest.fixture(params=["asyncio", "tcg"])
@@ -124,7 +125,7 @@ def test_a_replaced_underscore_method_is_called(loop, pair):
 def test_a_subclass_check_runs_for_file_objects():
     checked = []
 
-    class Checked(type(tornado_cgen.new_event_loop())):
+    class Checked(tornado_cgen.loop.Loop):
         def _ensure_fd_no_transport(self, fd):
             checked.append(fd)
             return super()._ensure_fd_no_transport(fd)
@@ -135,6 +136,55 @@ def test_a_subclass_check_runs_for_file_objects():
         loop.add_reader(a, print)
         loop.remove_reader(a)
         assert checked == [a, a]
+    finally:
+        loop.close()
+        a.close()
+        b.close()
+
+
+def test_fd_and_callback_by_name(loop, pair):
+    # The stdlib's are Python functions: fd and callback may be keywords.
+    a, _ = pair
+    fd = a.fileno()
+    assert loop.add_reader(fd=fd, callback=print) is None
+    assert loop.add_writer(a, callback=print) is None
+    assert loop.remove_reader(fd=fd) is True
+    assert loop.remove_writer(fd=a) is True
+    for call in (lambda: loop.add_reader(fd, print, fd=fd),
+                 lambda: loop.add_reader(fd, cb=print),
+                 lambda: loop.add_writer(callback=print),
+                 lambda: loop.add_writer(fd, print, 1, callback=print),
+                 lambda: loop.remove_reader(fd, fd=fd),
+                 lambda: loop.remove_writer(fileno=fd)):
+        with pytest.raises(TypeError):
+            call()
+    assert loop.remove_reader(fd) is False
+
+
+def test_a_replaced_check_is_called_for_int_fds(loop, pair):
+    # A mocked _ensure_fd_no_transport sees every call, transports or not.
+    a, _ = pair
+    fd = a.fileno()
+    with mock.patch.object(loop, "_ensure_fd_no_transport") as m:
+        loop.add_reader(fd, print)
+        loop.remove_reader(fd)
+        loop.add_writer(fd, print)
+        loop.remove_writer(fd)
+    assert [c.args for c in m.call_args_list] == [(fd,)] * 4
+
+
+def test_a_subclass_check_runs_for_int_fds():
+    class Refusing(tornado_cgen.loop.Loop):
+        def _ensure_fd_no_transport(self, fd):
+            raise RuntimeError("refused %r" % (fd,))
+
+    loop = Refusing()
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(RuntimeError, match="refused"):
+            loop.add_reader(a.fileno(), print)
+        with pytest.raises(RuntimeError, match="refused"):
+            loop.remove_writer(a.fileno())
     finally:
         loop.close()
         a.close()
