@@ -1364,29 +1364,29 @@ public_io(PyObject *self, PyObject *const *args, size_t nargsf,
 }
 
 static PyObject *
-loop_public_add_reader(PyObject *self, PyObject *const *args, size_t nargsf,
-               PyObject *kwnames)
+loop_public_add_reader(PyObject *self, PyObject *const *args,
+                       size_t nargsf, PyObject *kwnames)
 {
     return public_io(self, args, nargsf, kwnames, IO_ADD_READER);
 }
 
 static PyObject *
-loop_public_add_writer(PyObject *self, PyObject *const *args, size_t nargsf,
-               PyObject *kwnames)
+loop_public_add_writer(PyObject *self, PyObject *const *args,
+                       size_t nargsf, PyObject *kwnames)
 {
     return public_io(self, args, nargsf, kwnames, IO_ADD_WRITER);
 }
 
 static PyObject *
-loop_public_remove_reader(PyObject *self, PyObject *const *args, size_t nargsf,
-                  PyObject *kwnames)
+loop_public_remove_reader(PyObject *self, PyObject *const *args,
+                          size_t nargsf, PyObject *kwnames)
 {
     return public_io(self, args, nargsf, kwnames, IO_REMOVE_READER);
 }
 
 static PyObject *
-loop_public_remove_writer(PyObject *self, PyObject *const *args, size_t nargsf,
-                  PyObject *kwnames)
+loop_public_remove_writer(PyObject *self, PyObject *const *args,
+                          size_t nargsf, PyObject *kwnames)
 {
     return public_io(self, args, nargsf, kwnames, IO_REMOVE_WRITER);
 }
@@ -2031,13 +2031,17 @@ static PyMethodDef loop_methods[] = {
     {"_remove_reader", loop_remove_reader, METH_O, NULL},
     {"_remove_writer", loop_remove_writer, METH_O, NULL},
     {"add_reader", (PyCFunction)(void (*)(void))loop_public_add_reader,
-     METH_FASTCALL | METH_KEYWORDS, "add_reader(fd, callback, *args): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS,
+     "add_reader(fd, callback, *args): as asyncio's."},
     {"add_writer", (PyCFunction)(void (*)(void))loop_public_add_writer,
-     METH_FASTCALL | METH_KEYWORDS, "add_writer(fd, callback, *args): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS,
+     "add_writer(fd, callback, *args): as asyncio's."},
     {"remove_reader", (PyCFunction)(void (*)(void))loop_public_remove_reader,
-     METH_FASTCALL | METH_KEYWORDS, "remove_reader(fd): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS,
+     "remove_reader(fd): as asyncio's."},
     {"remove_writer", (PyCFunction)(void (*)(void))loop_public_remove_writer,
-     METH_FASTCALL | METH_KEYWORDS, "remove_writer(fd): as asyncio's."},
+     METH_FASTCALL | METH_KEYWORDS,
+     "remove_writer(fd): as asyncio's."},
     {"_fd_key", loop_fd_key, METH_O, NULL},
     {"_wakeup", loop_wakeup_meth, METH_NOARGS, NULL},
     {"_run_forever_core", loop_run_forever_core, METH_NOARGS, NULL},
