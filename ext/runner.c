@@ -1298,6 +1298,11 @@ classify_future(tcg_state *st, PyObject *f, PyObject **out)
     }
     int done = future_is_done(st, f);
     if (done < 0) {
+        /* Tornado's handle_yield asks done() outside any try. */
+        if (tornado_rules(st)) {
+            *out = NULL;
+            return Y_ESCAPE;
+        }
         *out = fetch_exc();
         return Y_THROW;
     }
@@ -1558,6 +1563,10 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
          * without the way through it. */
         else if (is_exact_aio_future(st, yielded)) {
             int done = future_is_done(st, yielded);
+            if (done < 0 && tornado_rules(st)) {
+                Py_DECREF(yielded);
+                return -1;               /* escapes, as classify() says */
+            }
             if (done != 0) {
                 value = done > 0 ? future_get_result(st, yielded) : NULL;
                 Py_DECREF(yielded);

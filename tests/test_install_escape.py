@@ -310,3 +310,69 @@ def test_a_future_that_refuses_the_runner_escapes(mode, app_log):
     errors = [r for r in app_log if r.levelno == logging.ERROR]
     assert [(r.msg, type(r.exc_info[1])) for r in errors] == [
         ("Exception in callback %r", ValueError)]
+
+
+def test_an_uninitialised_future_escapes(mode):
+    # Tornado's handle_yield asks the future done() outside any try: an
+    # asyncio.Future never given __init__ raises there, and that escapes,
+    # alone or in a list.
+    from tornado import gen
+    events = []
+
+    def bare():
+        return asyncio.Future.__new__(asyncio.Future)
+
+    @gen.coroutine
+    def alone():
+        try:
+            yield bare()
+        except RuntimeError:
+            events.append("caught")
+
+    @gen.coroutine
+    def listed():
+        try:
+            yield [gen.moment, bare()]
+        except RuntimeError:
+            events.append("caught")
+
+    async def main():
+        for coroutine in (alone, listed):
+            with pytest.raises(RuntimeError, match="uninitialized Future"):
+                coroutine()
+
+    asyncio.run(main())
+    assert events == []
+
+
+def test_a_converted_future_whose_done_raises_escapes(mode):
+    # A registered converter may return any future-like object; Tornado
+    # asks it done() outside any try.
+    from tornado import gen
+
+    class Sour:
+        pass
+
+    class BadDone(asyncio.Future):
+        def done(self):
+            raise ValueError("no done")
+
+    @gen.convert_yielded.register(Sour)
+    def _(s):
+        return BadDone()
+
+    events = []
+
+    @gen.coroutine
+    def sour():
+        try:
+            yield Sour()
+        except ValueError:
+            events.append("caught")
+
+    async def main():
+        with pytest.raises(ValueError, match="no done"):
+            sour()
+
+    asyncio.run(main())
+    assert events == []
