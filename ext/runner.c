@@ -1562,6 +1562,12 @@ drive(tcg_state *st, tcg_core *core, RunnerObject **runner_p,
          * install()): its own done() and result(), as classify() would,
          * without the way through it. */
         else if (is_exact_aio_future(st, yielded)) {
+            PyObject *r = aio_finished_result(st, yielded);
+            if (r != NULL) {             /* read from its struct */
+                value = Py_NewRef(r);
+                Py_DECREF(yielded);
+                continue;
+            }
             int done = future_is_done(st, yielded);
             if (done < 0 && tornado_rules(st)) {
                 Py_DECREF(yielded);
