@@ -111,32 +111,92 @@ class_own(TornadoMethodObject *m, PyTypeObject *tp)
     return own;
 }
 
-/* 1 if io.<name> is IOLoop's own: its class keeps it (`bit` of
- * class_own()) and io's __dict__ does not shadow it (mock.patch.object),
- * else 0. */
-static int
-not_overridden(TornadoMethodObject *m, PyObject *io, PyObject *dict,
-               PyObject *name, unsigned int bit)
+/* ---- what an IOLoop's __dict__ says -------------------------------------- *
+ * Every routed call reads io.__dict__: its asyncio_loop, and whether it
+ * shadows _run_callback, call_at or time (mock.patch.object sets them
+ * there).  Up to 3.12 a dict carries PEP 509's version, which every change
+ * to any dict replaces with a new value of one counter, so an unchanged
+ * (dict, version) pair is an unchanged dict: the last reading is kept
+ * with the pair and taken again while both match.  3.13 no longer gives a
+ * dict a new version on every change, so there every call reads. */
+
+#if PY_VERSION_HEX < 0x030D0000
+#define TCG_DICT_VERSION 1
+
+static inline uint64_t
+dict_version(PyObject *dict)
 {
-    if (!(class_own(m, Py_TYPE(io)) & bit)) {
+    uint64_t v;
+    _Py_COMP_DIAG_PUSH
+    _Py_COMP_DIAG_IGNORE_DEPR_DECLS   /* deprecated (not gone) in 3.12 */
+    v = ((PyDictObject *)dict)->ma_version_tag;
+    _Py_COMP_DIAG_POP
+    return v;
+}
+#endif
+
+typedef struct {
+    unsigned int free;  /* OWN_* bits of the names the dict does not hold */
+    PyObject *loop;     /* its asyncio_loop (borrowed), or NULL */
+} dict_reading;
+
+/* Read dict for the names in `want` (all of them where the reading is
+ * kept) and asyncio_loop.  0, or -1 with an exception set. */
+static int
+read_dict(tcg_speedup_state *sp, PyObject *dict, unsigned int want,
+          dict_reading *r)
+{
+#ifdef TCG_DICT_VERSION
+    uint64_t version = dict_version(dict);
+    if (dict == sp->seen_dict && version == sp->seen_version) {
+        r->free = sp->seen_free;
+        r->loop = sp->seen_loop;
         return 0;
     }
-    if (PyDict_GetItemWithError(dict, name) != NULL) {
-        return 0;
+    want = OWN_RUN_CALLBACK | OWN_CALL_AT | OWN_TIME;
+#endif
+    PyObject *const names[] = {sp->str_run_callback, sp->str_call_at,
+                               sp->str_time};
+    const unsigned int bits[] = {OWN_RUN_CALLBACK, OWN_CALL_AT, OWN_TIME};
+    r->free = 0;
+    for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+        if (!(want & bits[i])) {
+            continue;
+        }
+        if (PyDict_GetItemWithError(dict, names[i]) == NULL) {
+            if (PyErr_Occurred()) {
+                return -1;
+            }
+            r->free |= bits[i];
+        }
     }
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
+    r->loop = PyDict_GetItemWithError(dict, sp->str_asyncio_loop);
+    if (r->loop == NULL && PyErr_Occurred()) {
+        return -1;
     }
-    return 1;
+#ifdef TCG_DICT_VERSION
+    /* A key's __eq__ may have changed the dict under the lookups: then
+     * this reading serves this call only. */
+    if (dict_version(dict) == version) {
+        sp->seen_dict = dict;
+        sp->seen_version = version;
+        sp->seen_free = r->free;
+        sp->seen_loop = r->loop;
+    }
+    else {
+        sp->seen_dict = NULL;
+    }
+#endif
+    return 0;
 }
 
-/* self.time(): the wall clock without a call when IOLoop.time it is.  A
- * new reference. */
+/* self.time(): the wall clock without a call when IOLoop.time it is
+ * (`own`: the OWN_* bits neither io's class nor its __dict__ overrides).
+ * A new reference. */
 static PyObject *
-ioloop_now(TornadoMethodObject *m, PyObject *io, PyObject *dict)
+ioloop_now(TornadoMethodObject *m, PyObject *io, unsigned int own)
 {
-    if (not_overridden(m, io, dict, m->st->speedup.str_time, OWN_TIME)) {
+    if (own & OWN_TIME) {
         return PyFloat_FromDouble(wall_now());
     }
     return PyObject_CallMethodNoArgs(io, m->st->speedup.str_time);
@@ -155,7 +215,7 @@ delay_from(PyObject *d)
 }
 
 static PyObject *
-tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io, PyObject *dict,
+tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io, unsigned int own,
         PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (m->kind == TM_ADD_CALLBACK) {
@@ -166,7 +226,7 @@ tm_fast(TornadoMethodObject *m, PyObject *loop, PyObject *io, PyObject *dict,
      * args[0] is the time argument, args[1] the callback. */
     double delay;
     if (m->kind == TM_CALL_AT) {
-        PyObject *now = ioloop_now(m, io, dict);
+        PyObject *now = ioloop_now(m, io, own);
         if (now == NULL) {
             return NULL;
         }
@@ -196,33 +256,36 @@ static PyObject *
 tm_route(TornadoMethodObject *m, PyObject *io, PyObject *const *args,
          Py_ssize_t nargs, PyObject *kwnames, int *routed)
 {
-    tcg_speedup_state *sp = &m->st->speedup;
     PyObject *dict = PyObject_GenericGetDict(io, NULL);
     if (dict == NULL || !PyDict_Check(dict)) {
         Py_XDECREF(dict);
         PyErr_Clear();   /* no __dict__: not one of Tornado's IOLoops */
         return NULL;
     }
-    PyObject *res = NULL;
-    int route = not_overridden(m, io, dict, sp->str_run_callback,
-                               OWN_RUN_CALLBACK);
+    unsigned int want = m->kind == TM_CALL_LATER
+                            ? OWN_RUN_CALLBACK | OWN_CALL_AT | OWN_TIME
+                      : m->kind == TM_CALL_AT ? OWN_RUN_CALLBACK | OWN_TIME
+                                              : OWN_RUN_CALLBACK;
+    dict_reading r;
+    if (read_dict(&m->st->speedup, dict, want, &r) < 0) {
+        PyErr_Clear();   /* a failed lookup: Tornado's function decides */
+        Py_DECREF(dict);
+        return NULL;
+    }
+    unsigned int own = class_own(m, Py_TYPE(io)) & r.free;
+    int route = (own & OWN_RUN_CALLBACK) && r.loop != NULL &&
+                PyObject_TypeCheck(r.loop, m->st->loop.LoopType);
     if (route && m->kind == TM_CALL_LATER) {
         route = (PyFloat_CheckExact(args[0]) || PyLong_CheckExact(args[0])) &&
-                not_overridden(m, io, dict, sp->str_call_at, OWN_CALL_AT) &&
-                not_overridden(m, io, dict, sp->str_time, OWN_TIME);
+                (own & OWN_CALL_AT) && (own & OWN_TIME);
     }
-    /* Strong: time() (call_at) may run Python code that rebinds it. */
-    PyObject *loop = route ? PyDict_GetItemWithError(dict,
-                                                     sp->str_asyncio_loop)
-                           : NULL;
-    if (loop != NULL && PyObject_TypeCheck(loop, m->st->loop.LoopType)) {
-        Py_INCREF(loop);
+    PyObject *res = NULL;
+    if (route) {
+        /* Strong: time() (call_at) may run Python code that rebinds it. */
+        PyObject *loop = Py_NewRef(r.loop);
         *routed = 1;
-        res = tm_fast(m, loop, io, dict, args, nargs, kwnames);
+        res = tm_fast(m, loop, io, own, args, nargs, kwnames);
         Py_DECREF(loop);
-    }
-    else {
-        PyErr_Clear();   /* a failed lookup: Tornado's function decides */
     }
     Py_DECREF(dict);
     return res;
@@ -518,4 +581,6 @@ tcg_speedup_clear(tcg_state *st)
     Py_CLEAR(st->speedup.str_run_callback);
     Py_CLEAR(st->speedup.str_ioloop_map);
     Py_CLEAR(st->speedup.delegated);
+    st->speedup.seen_dict = NULL;
+    st->speedup.seen_loop = NULL;
 }

@@ -13,6 +13,14 @@ typedef struct {
     PyObject *str_run_callback;
     PyObject *str_ioloop_map;
     PyObject *delegated;    /* attribute names read from Tornado's function */
+    /* The last IOLoop __dict__ the routed methods read, as of one version
+     * of it, and what they read there (speedup.c, read_dict()).  The two
+     * pointers are compared with a live dict's, never followed on their
+     * own, so they are not owned. */
+    PyObject *seen_dict;
+    PyObject *seen_loop;        /* its asyncio_loop, or NULL */
+    uint64_t seen_version;
+    unsigned int seen_free;     /* the OWN_* names it does not shadow */
 } tcg_speedup_state;
 
 int tcg_speedup_exec(PyObject *m, tcg_state *st);

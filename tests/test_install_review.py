@@ -382,6 +382,95 @@ def test_call_at_reads_a_time_patched_on_the_class_later(mode):
         io_loop.close()
 
 
+def _warm(io_loop, fired):
+    # Routed calls of each kind, so that whatever they keep of this
+    # IOLoop's __dict__ is kept before the change under test.
+    del fired[:]
+    for _ in range(3):
+        io_loop.add_callback(fired.append, "warm")
+        io_loop.call_later(0, fired.append, "warm")
+        io_loop.call_at(io_loop.time(), fired.append, "warm")
+    _run_briefly(io_loop)
+    assert fired == ["warm"] * 9, fired
+    del fired[:]
+
+
+@pytest.mark.parametrize("how", ["setattr", "vars", "new_dict"])
+def test_instance_dict_changes_after_calls_are_seen(mode, how):
+    # The routed methods may keep what they read in an IOLoop's __dict__
+    # (its asyncio_loop; no _run_callback, call_at or time of its own)
+    # while the dict is unchanged: a change made after calls, however it
+    # is made, decides the very next call, and undoing it routes again.
+    import asyncio
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    io_loop = AsyncIOLoop(make_current=False)
+    other = asyncio.new_event_loop()
+
+    def put(name, value):
+        if how == "setattr":
+            setattr(io_loop, name, value)
+        elif how == "vars":
+            vars(io_loop)[name] = value
+        else:
+            io_loop.__dict__ = dict(io_loop.__dict__, **{name: value})
+
+    def drop(name):
+        if how == "setattr":
+            delattr(io_loop, name)
+        elif how == "vars":
+            del vars(io_loop)[name]
+        else:
+            d = dict(io_loop.__dict__)
+            del d[name]
+            io_loop.__dict__ = d
+
+    fired = []
+    try:
+        _warm(io_loop, fired)
+        # _run_callback of the instance's own.
+        put("_run_callback",
+            lambda cb: (fired.append("counted"),
+                        AsyncIOLoop._run_callback(io_loop, cb)))
+        io_loop.add_callback(fired.append, "cb")
+        _run_briefly(io_loop)
+        # (The second: _run_briefly's call_later of stop.)
+        assert fired == ["counted", "cb", "counted"]
+        drop("_run_callback")
+        _warm(io_loop, fired)
+
+        # call_at of the instance's own, asked by call_later.
+        put("call_at", lambda when, cb, *a: ("mocked", cb, a))
+        assert io_loop.call_later(5, print, 1) == ("mocked", print, (1,))
+        drop("call_at")
+        _warm(io_loop, fired)
+
+        # A clock 100 s behind: call_at(real now) is then 100 s away;
+        # call_later(0) is call_at(time() + 0), due at once.
+        real = AsyncIOLoop.time
+        put("time", lambda: real(io_loop) - 100.0)
+        io_loop.call_at(real(io_loop), fired.append, "at")
+        io_loop.call_later(0, fired.append, "later")
+        _run_briefly(io_loop)
+        assert fired == ["later"]
+        drop("time")
+        _warm(io_loop, fired)
+
+        # Another asyncio loop: the callback goes there.
+        own = io_loop.asyncio_loop
+        put("asyncio_loop", other)
+        io_loop.add_callback(fired.append, "elsewhere")
+        put("asyncio_loop", own)
+        _run_briefly(io_loop)
+        assert fired == []
+        other.run_until_complete(asyncio.sleep(0.01))
+        assert fired == ["elsewhere"]
+        _warm(io_loop, fired)
+    finally:
+        io_loop.close(all_fds=False)
+        other.close()
+
+
 def test_a_subclass_getattribute_sees_the_methods_looked_up(mode):
     # Tornado's methods look up self.time and self._run_callback on the
     # instance: a class with its own __getattribute__ is asked for them.
