@@ -116,9 +116,10 @@ class_own(TornadoMethodObject *m, PyTypeObject *tp)
  * shadows _run_callback, call_at or time (mock.patch.object sets them
  * there).  Up to 3.12 a dict carries PEP 509's version, which every change
  * to any dict replaces with a new value of one counter, so an unchanged
- * (dict, version) pair is an unchanged dict: the last reading is kept
- * with the pair and taken again while both match.  3.13 no longer gives a
- * dict a new version on every change, so there every call reads. */
+ * (dict, version) pair is an unchanged dict: the last reading of a dict
+ * whose keys are all exact str is kept with the pair and taken again
+ * while both match.  3.13 no longer gives a dict a new version on every
+ * change, so there every call reads. */
 
 #if PY_VERSION_HEX < 0x030D0000
 #define TCG_DICT_VERSION 1
@@ -132,6 +133,21 @@ dict_version(PyObject *dict)
     v = ((PyDictObject *)dict)->ma_version_tag;
     _Py_COMP_DIAG_POP
     return v;
+}
+
+/* 1 if every key of dict is an exact str, whose comparisons with the
+ * names run no Python code. */
+static int
+only_str_keys(PyObject *dict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+    }
+    return 1;
 }
 #endif
 
@@ -175,9 +191,10 @@ read_dict(tcg_speedup_state *sp, PyObject *dict, unsigned int want,
         return -1;
     }
 #ifdef TCG_DICT_VERSION
-    /* A key's __eq__ may have changed the dict under the lookups: then
-     * this reading serves this call only. */
-    if (dict_version(dict) == version) {
+    /* Kept only if no lookup ran Python code: a key's __eq__ may change
+     * the dict under the lookups, or answer another way next time with
+     * the dict unchanged (Tornado's own lookups would ask it again). */
+    if (dict_version(dict) == version && only_str_keys(dict)) {
         sp->seen_dict = dict;
         sp->seen_version = version;
         sp->seen_free = r->free;

@@ -471,6 +471,39 @@ def test_instance_dict_changes_after_calls_are_seen(mode, how):
         other.close()
 
 
+def test_a_key_whose_eq_changes_its_answer_is_asked_each_call(mode):
+    # A key of a str subclass in an IOLoop's __dict__ is compared with
+    # Python code on each lookup of a name it hashes like, and may answer
+    # otherwise while the dict stays unchanged: Tornado asks it on every
+    # call, and so must the routed methods.
+    from tornado.platform.asyncio import AsyncIOLoop
+
+    matches = [False]
+
+    class Key(str):
+        __hash__ = str.__hash__
+
+        def __eq__(self, other):
+            return matches[0] and str.__eq__(self, other)
+
+    io_loop = AsyncIOLoop(make_current=False)
+    fired = []
+    try:
+        def counting(cb):
+            fired.append("patched")
+            return AsyncIOLoop._run_callback(io_loop, cb)
+
+        vars(io_loop)[Key("_run_callback")] = counting
+        for answer in (False, True):
+            matches[0] = answer
+            io_loop.add_callback(fired.append, answer)
+        matches[0] = False
+        _run_briefly(io_loop)
+        assert fired == [False, "patched", True]
+    finally:
+        io_loop.close()
+
+
 def test_a_subclass_getattribute_sees_the_methods_looked_up(mode):
     # Tornado's methods look up self.time and self._run_callback on the
     # instance: a class with its own __getattribute__ is asked for them.
